@@ -1,0 +1,151 @@
+"""nanoBragg-compatible command line: parse flags into settings, run the simulator, write files."""
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .errors import InputFileError, NanoBraggError, UsageError
+from .io.smv import read_smv
+from .options import HELP, validate
+from .settings import apply_header, input_images, parse
+
+USAGE = """usage: nanoBragg -mat auto.mat -hkl Fs.hkl [options]   (or -cell a b c al be ga)
+Options follow nanoBragg.c (see README): -distance -detpixels -pixel -lambda -N -mosaic -phi -osc
+-hkl -default_F -floatfile -intfile -noisefile -pgmfile -roi -printout ... plus
+-dtype float32|float64  -device cpu|cuda|auto  -nthreads N  -trace_pixel S F  --debug"""
+
+
+class Progress:
+    """'N% done' lines (or a bar on a terminal), only once a run has taken over a second."""
+
+    def __init__(self, enabled, stream=sys.stdout):
+        self.enabled, self.stream, self.start, self.last = enabled, stream, time.time(), -1
+
+    def __call__(self, fraction):
+        if not self.enabled or time.time() - self.start < 1.0:
+            return
+        pct = int(fraction * 100)
+        if pct == self.last:
+            return
+        self.last = pct
+        if self.stream.isatty():
+            bar = "#" * (pct // 2)
+            self.stream.write(f"\r[{bar:<50}] {pct:3d}%" + ("\n" if pct >= 100 else ""))
+        else:
+            self.stream.write(f"{pct}% done\n")
+        self.stream.flush()
+
+
+def check_outputs(v):
+    """Fail before any work if an output cannot be written (so nothing is left half done)."""
+    names = [v.floatfile, v.intfile] + ([v.pgmfile] if v.write_pgm else []) + \
+            ([v.noisefile] if v.calculate_noise else [])
+    for name in names:
+        folder = os.path.dirname(os.path.abspath(name)) or "."
+        if not os.path.isdir(folder):
+            raise InputFileError(f"{name}: output folder {folder} does not exist")
+        if os.path.isdir(name):
+            raise InputFileError(f"{name}: is a folder, not a file name")
+
+
+def load_settings(argv, say):
+    validate(argv)
+    img, mask = input_images(argv)
+    loaded = {}
+    if mask is not None:
+        loaded["mask"] = read_smv(mask)
+    if img is not None:
+        loaded["img"] = read_smv(img)
+
+    def preload(v):
+        if "mask" in loaded:
+            apply_header(v, loaded["mask"], is_mask=True)
+        if "img" in loaded:
+            apply_header(v, loaded["img"], is_mask=False)
+
+    v = parse(argv, preload)
+    v.mask_image = None
+    if "mask" in loaded:
+        m = loaded["mask"]
+        v.mask_image = np.asarray(m.data).reshape(m.height, m.width)
+    clock_seed = -int(time.time())
+    if v.seed is None:
+        v.seed = clock_seed
+    if v.misset_seed is None:
+        v.misset_seed = clock_seed
+    return v
+
+
+def run(argv, out=sys.stdout):
+    from . import outputs, setup
+
+    def say(text):
+        out.write(text + "\n")
+
+    v = load_settings(argv, say)
+    check_outputs(v)
+    sim = setup.build(v, say)
+    if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
+        raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "
+                             f"but the detector is {v.fpixels}x{v.spixels}")
+    if v.trace_pixel is not None:
+        from .trace import trace_pixel
+        trace_pixel(sim, v, *v.trace_pixel, say=say)
+    with torch.no_grad():
+        image = sim.run(progress=Progress(v.progress))
+    if sim.stats.get("interpolation_warning"):
+        say("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: %g,%g,%g,%d,%d,%d "
+            % sim.stats["interpolation_warning"])
+        say("WARNING: further warnings will not be printed! ")
+    image32 = image.detach().to("cpu", torch.float32).numpy()
+    if v.printout:
+        from .trace import printout
+        printout(sim, v, image32, say)
+    say("")
+    steps = v.steps
+    say("solid angle subtended by detector = %g steradian ( %g%% sphere)"
+        % (sim.stats["omega_sum"] / steps, 100 * sim.stats["omega_sum"] / steps / 4 / np.pi))
+    rendered = rendered_mask(v)
+    stats = outputs.statistics(image32, rendered, tuple(v.roi), v.oversample, v.pixel_size)
+    outputs.write_all(v, image32, stats, say)
+    return 0
+
+
+def rendered_mask(v):
+    mask = np.zeros((v.spixels, v.fpixels), dtype=bool)
+    x0, x1, y0, y1 = v.roi
+    mask[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    if v.mask_image is not None:
+        mask &= v.mask_image != 0
+    return mask
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or "-debug" in argv or os.environ.get("NANOBRAGG_DEBUG")
+    if any(a in HELP for a in argv):
+        print(USAGE)
+        return 0
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        return run(argv)
+    except NanoBraggError as exc:
+        sys.stdout.flush()
+        print(f"nanoBragg: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nanoBragg: interrupted; no output written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("nanoBragg: error: out of memory (try a smaller detector or -dtype float32)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # never a traceback for users; --debug shows it
+        if debug:
+            raise
+        print(f"nanoBragg: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+              file=sys.stderr)
+        return 1

@@ -1,0 +1,176 @@
+"""The vectorized diffraction kernel: pixels in, photons per pixel out.
+
+One call renders a chunk of pixels over every detector layer, sub-pixel, source, phi step and
+mosaic domain at once, reproducing nanoBragg.c's accumulation rules:
+- omega, polarization and capture fraction are applied once per pixel from the value nanoBragg
+  would hold at the end of its loops (first sub-pixel; last layer for the capture fraction),
+  unless the matching -oversample_* flag asks for the per-term running-product rule;
+- tricubic interpolation is switched off for the rest of the run at the first term (in C loop
+  order) whose 4x4x4 neighbourhood leaves the HKL grid; that term uses default_F.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .geometry.vectors import dot, norm, unitize
+from .physics import lattice_factor, polarization_factor, tricubic
+
+R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2)
+
+
+@dataclass
+class Flags:
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    nopolar: bool = False
+    kahn: object = 0.0
+    dmin: float = 0.0
+    water_background: object = 0.0  # I_bg, photons before the final scale
+    fluence: object = 1.0
+    steps: int = 1
+
+
+class InterpolationState:
+    """Carries nanoBragg's 'interpolate' switch across pixel chunks (it can only turn off)."""
+
+    def __init__(self, enabled):
+        self.enabled = bool(enabled)
+        self.warning = None  # (h, k, l, h0, k0, l0) of the first out-of-range term
+
+
+def structure_factors(crystal, h, k, l, skip, state):
+    """F_cell for every term, following the nearest / interpolated / fallback rules."""
+    h0, k0, l0 = (torch.ceil(x.detach() - 0.5) for x in (h, k, l))
+    dflt = torch.as_tensor(crystal.default_F, dtype=h.dtype, device=h.device)
+    nearest = _nearest_F(crystal, h0, k0, l0, dflt)
+    if not state.enabled:
+        return nearest
+    grid = crystal.Fhkl
+    hmin, kmin, lmin = crystal.hkl_min
+    hr, kr, lr = grid.shape
+    hd, kd, ld = h.detach(), k.detach(), l.detach()
+    oor = ((hd - hmin + 3) > hr) | (hd - 2 < hmin) | ((kd - kmin + 3) > kr) | (kd - 2 < kmin) \
+        | ((ld - lmin + 3) > lr) | (ld - 2 < lmin)
+    trigger = (oor & ~skip).reshape(-1)
+    hits = torch.nonzero(trigger)
+    safe = ~oor
+    interp = tricubic(grid, torch.where(safe, h, hd.new_zeros(()) + hmin + 1),
+                      torch.where(safe, k, kd.new_zeros(()) + kmin + 1),
+                      torch.where(safe, l, ld.new_zeros(()) + lmin + 1), hmin, kmin, lmin)
+    if hits.numel() == 0:
+        return interp
+    first = int(hits[0])
+    state.enabled = False
+    flat = lambda x: x.reshape(-1)[first].item()
+    state.warning = (flat(hd), flat(kd), flat(ld), int(flat(h0)), int(flat(k0)), int(flat(l0)))
+    order = torch.arange(trigger.numel(), device=h.device).reshape(h.shape)
+    out = torch.where(order < first, interp, nearest)
+    return torch.where(order == first, dflt.expand_as(out), out)
+
+
+def _nearest_F(crystal, h0, k0, l0, dflt):
+    grid = crystal.Fhkl
+    if grid is None or crystal.hkl_count == 0:
+        return dflt.expand_as(h0)
+    hmin, kmin, lmin = crystal.hkl_min
+    hr, kr, lr = grid.shape
+    ih, ik, il = (h0 - hmin).long(), (k0 - kmin).long(), (l0 - lmin).long()
+    inside = (ih >= 0) & (ih < hr) & (ik >= 0) & (ik < kr) & (il >= 0) & (il < lr)
+    idx = (ih.clamp(0, hr - 1) * kr + ik.clamp(0, kr - 1)) * lr + il.clamp(0, lr - 1)
+    vals = grid.reshape(-1)[idx]
+    return torch.where(inside, vals, dflt.expand_as(vals))
+
+
+def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
+    """Photons for each pixel of a chunk.
+
+    pos: (n, T, S, 3) sub-pixel positions; incident: (N, 3) unit vectors; wavelengths: (N,) m;
+    weight_factor: (N,) or None; rot: (phisteps, domains, 3, 3) real vectors in metres.
+    Returns (image values (n,), diagnostics dict)."""
+    diffracted, airpath = unitize(pos)
+    ps = detector.t(detector.pixel_size)
+    if detector.point_pixel:
+        omega = 1.0 / (airpath * airpath)
+    else:
+        omega = ps * ps / airpath / airpath * geo["close_distance"] / airpath
+    T = pos.shape[1]
+    thick = detector.t(detector.thickness)
+    if detector.thicksteps and float(detector.thickness) != 0.0:
+        parallax = dot(diffracted, geo["odet"])
+        step_mu = detector.t(detector.thickstep) * detector.t(detector.mu)
+        layer = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
+        capture = torch.exp(-layer * step_mu / parallax) - torch.exp(-(layer + 1) * step_mu / parallax)
+    else:
+        capture = torch.ones_like(airpath) + 0 * thick
+
+    # scattering vector for every (pixel, layer, sub-pixel, source): (n, T, S, N, 3)
+    d = diffracted.unsqueeze(-2)
+    q = (d - incident) / wavelengths.unsqueeze(-1)
+    stol = 0.5 * norm(q)
+    if flags.dmin > 0:
+        src_ok = ~((stol > 0) & (flags.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol))))
+    else:
+        src_ok = torch.ones_like(stol, dtype=torch.bool)
+
+    need_polar = flags.oversample_polar or not flags.nopolar
+    polar = None
+    if need_polar:
+        polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), geo["polar_axis"])
+
+    hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
+    h, k, l = hkl.unbind(-1)  # (n, T, S, N, P, M)
+    if crystal.shape == "square":
+        f_latt = lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
+    else:
+        dh = torch.stack([x - torch.ceil(x.detach() - 0.5) for x in (h, k, l)], -1)
+        dstar = torch.einsum("...i,ix->...x", dh, crystal.recip)
+        f_latt = lattice_factor(crystal.shape, h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
+                                dstar_sqr=dot(dstar, dstar))
+    skip = ~src_ok[..., None, None].expand_as(h)
+    if float(flags.water_background) == 0.0:
+        skip = skip | (f_latt.detach() == 0)
+    f_cell = structure_factors(crystal, h, k, l, skip, state)
+    term = f_cell * f_cell * f_latt * f_latt
+    if weight_factor is not None:
+        term = term * weight_factor[:, None, None]
+    term = torch.where(skip, torch.zeros_like(term), term)
+
+    n = pos.shape[0]
+    bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
+    running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
+    if not running:
+        intensity = bg + term.reshape(n, -1).sum(-1)
+    else:
+        mult = torch.ones_like(stol)
+        if flags.oversample_thick:
+            mult = mult * capture.unsqueeze(-1)
+        if flags.oversample_polar:
+            mult = mult * polar
+        if flags.oversample_omega:
+            mult = mult * omega.unsqueeze(-1)
+        mult = torch.where(skip, torch.ones_like(term), mult[..., None, None].expand_as(term)).reshape(n, -1)
+        # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
+        suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
+        intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
+
+    value = R_E_SQR * flags.fluence * intensity / flags.steps
+    if not flags.oversample_thick:
+        value = value * capture[:, -1, 0]
+    if not flags.oversample_polar:
+        if flags.nopolar:
+            polar_final = torch.ones_like(value)
+        else:
+            ok = src_ok.reshape(n, -1)
+            first = torch.argmax(ok.to(torch.int8), dim=-1)
+            picked = polar.reshape(n, -1).gather(1, first[:, None])[:, 0]
+            polar_final = torch.where(ok.any(-1), picked, torch.zeros_like(picked))
+        value = value * polar_final
+    else:
+        polar_final = polar.reshape(n, -1)[:, -1]
+    if not flags.oversample_omega:
+        value = value * omega[:, 0, 0]
+    diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=h, k=k, l=l,
+                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted)
+    return value, diag

@@ -1,0 +1,1 @@
+"""Detector, beam and coordinate conventions."""

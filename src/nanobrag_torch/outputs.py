@@ -1,0 +1,75 @@
+"""Image statistics and output files, as nanoBragg reports and writes them."""
+import math
+
+import numpy as np
+
+from . import rng
+from .io.floatimage import write_float_image
+from .io.pgm import auto_pgm_scale, write_pgm
+from .io.smv import int_image, write_smv
+from .settings import RTD
+
+
+def statistics(image32, rendered, roi, oversample, pixel_size):
+    """max_I (and where), mean, rms, rmsd over the float32 image as nanoBragg computes them."""
+    vals = image32[rendered].astype(np.float64)
+    max_i, max_x, max_y = 0.0, 0.0, 0.0
+    if vals.size and vals.max() > 0:
+        flat = np.where(rendered.ravel(), image32.ravel().astype(np.float64), -np.inf)
+        idx = int(np.argmax(flat))
+        s, f = divmod(idx, image32.shape[1])
+        sub = pixel_size / oversample
+        # nanoBragg reports the last sub-pixel position of that pixel
+        max_x = sub * (f * oversample + oversample - 1) + sub / 2.0
+        max_y = sub * (s * oversample + oversample - 1) + sub / 2.0
+        max_i = float(image32.ravel()[idx])
+    n = max(vals.size, 1)
+    avg = float(vals.sum()) / n
+    n_rms = n if n > 1 else 2
+    rms = math.sqrt(float((vals * vals).sum()) / (n_rms - 1))
+    x0, x1, y0, y1 = roi
+    box = image32[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1].astype(np.float64)
+    nb = box.size if box.size > 1 else 2
+    rmsd = math.sqrt(float(((box - avg) ** 2).sum()) / (nb - 1))
+    return dict(max_I=max_i, max_x=max_x, max_y=max_y, mean=avg, rms=rms, rmsd=rmsd)
+
+
+def header_fields(v):
+    ps = v.pixel_size
+    return {
+        "SIZE1": v.fpixels, "SIZE2": v.spixels, "PIXEL_SIZE": ps * 1000.0, "DISTANCE": v.distance * 1000.0,
+        "WAVELENGTH": v.lambda0 * 1e10, "BEAM_CENTER_X": v.Xbeam * 1000.0, "BEAM_CENTER_Y": v.Ybeam * 1000,
+        "ADXV_CENTER_X": v.Fbeam * 1000.0, "ADXV_CENTER_Y": (v.detsize_s - v.Sbeam) * 1000,
+        "MOSFLM_CENTER_X": (v.Sbeam - 0.5 * ps) * 1000.0, "MOSFLM_CENTER_Y": (v.Fbeam - 0.5 * ps) * 1000,
+        "DENZO_X_BEAM": (v.Sbeam - 0.0 * ps) * 1000.0, "DENZO_Y_BEAM": (v.Fbeam - 0.0 * ps) * 1000,
+        "DIALS_ORIGIN": v.dials_origin, "XDS_ORGX": v.ORGX, "XDS_ORGY": v.ORGY,
+        "CLOSE_DISTANCE": v.close_distance * 1000.0, "PHI": v.phi0 * RTD, "OSC_START": v.phi0 * RTD,
+        "OSC_RANGE": v.osc * RTD, "TWOTHETA": v.twotheta * RTD,
+    }
+
+
+def write_all(v, image32, stats, say):
+    """Write the float, integer, PGM and noise images named by the settings."""
+    roi = tuple(v.roi)
+    say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
+    write_float_image(v.floatfile, image32)
+    say("max_I = %g  at %g %g" % (stats["max_I"], stats["max_x"], stats["max_y"]))
+    say("mean= %g rms= %g rmsd= %g" % (stats["mean"], stats["rms"], stats["rmsd"]))
+    scale = v.intfile_scale
+    if scale <= 0.0:
+        scale = 55000.0 / stats["max_I"] if stats["max_I"] > 0.0 else 1.0
+    say("intfile_scale = %g" % scale)
+    fields = header_fields(v)
+    ints = int_image(image32, scale, v.adc_offset, roi)
+    say("writing %s as %d-byte integers" % (v.intfile, 2))
+    write_smv(v.intfile, fields, ints)
+    if v.write_pgm:
+        pgm_scale = v.pgm_scale if v.pgm_scale > 0.0 else auto_pgm_scale(scale, stats["rmsd"])
+        say("pgm_scale = %g" % pgm_scale)
+        say("writing %s as %d-byte integers" % (v.pgmfile, 1))
+        write_pgm(v.pgmfile, image32, pgm_scale, roi)
+    if v.calculate_noise:
+        noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi, table=v.rng_table)
+        say("%.0f photons on noise image (%d overloads)" % (photons, overloads))
+        say("writing %s as %d-byte integers" % (v.noisefile, 2))
+        write_smv(v.noisefile, fields, noisy)

@@ -1,0 +1,123 @@
+"""Physics kernels: lattice transforms, polarization, structure-factor interpolation.
+
+Every function is written so that forward values follow nanoBragg.c and gradients stay
+finite at the removable singularities (sincg at integer h, sinc3 at 0, 2theta = 0).
+"""
+import math
+
+import torch
+
+# sin(x) below this is treated as a zero of the grating function (limit formula is used);
+# the two formulas then agree to ~N^2 * 1e-12 relative.
+_SINCG_EPS = 1e-6
+_SINC3_EPS = 1e-3
+# volume ratio correction between a cube and a sphere used by nanoBragg's ROUND shape
+ROUND_SCALE = 0.723601254558268
+GAUSS_WIDTH = 0.63
+TOPHAT_RADIUS_SQR = 0.3969
+
+
+def sincg(x, n):
+    """Fourier transform of a 1-D grating of n slits: sin(n x) / sin(x); n at x = 0."""
+    s = torch.sin(x)
+    small = s.abs() < _SINCG_EPS
+    safe_s = torch.where(small, torch.ones_like(s), s)
+    ratio = torch.sin(n * x) / safe_s
+    # L'Hopital at the zeros of sin(x): n cos(n x) / cos(x); exact n at x = 0.
+    limit = n * torch.cos(n * x) / torch.cos(torch.where(small, x, torch.zeros_like(x)))
+    return torch.where(small, limit, ratio)
+
+
+def sinc3_sq(u):
+    """Fourier transform of a sphere, 3 (sin x / x - cos x) / x^2, as a function of u = x^2."""
+    small = u < _SINC3_EPS ** 2
+    safe_u = torch.where(small, torch.ones_like(u), u)
+    x = torch.sqrt(safe_u)
+    full = 3.0 * (torch.sin(x) / x - torch.cos(x)) / safe_u
+    series = 1.0 - u / 10.0 + u * u / 280.0
+    return torch.where(small, series, full)
+
+
+def lattice_factor(shape, h, k, l, na, nb, nc, fudge, dstar_sqr=None):
+    """F_latt for one shape: 'square' uses fractional hkl; the others the nearest-relp distance.
+
+    `dstar_sqr` is |delta h a* + delta k b* + delta l c*|^2 (nanoBragg's rad_star_sqr without N^6).
+    """
+    if shape == "square":
+        f = torch.ones_like(h)
+        # nanoBragg skips axes with N <= 1 (sincg would be exactly 1 there anyway for N = 1)
+        for idx, n in zip((h, k, l), (na, nb, nc)):
+            if _gt_one(n):
+                f = f * sincg(math.pi * idx, n)
+        return f
+    volume = na * nb * nc
+    if shape == "round":
+        h0, k0, l0 = _nearest(h), _nearest(k), _nearest(l)
+        hrad = (h - h0) ** 2 * na * na + (k - k0) ** 2 * nb * nb + (l - l0) ** 2 * nc * nc
+        return volume * ROUND_SCALE * sinc3_sq(math.pi ** 2 * hrad * fudge)
+    rad = dstar_sqr * (na * na * nb * nb * nc * nc)
+    if shape == "gauss":
+        return volume * torch.exp(-(rad / GAUSS_WIDTH * fudge))
+    if shape == "tophat":
+        return volume * (rad * fudge < TOPHAT_RADIUS_SQR).to(h.dtype)
+    raise ValueError(f"unknown crystal shape {shape!r}")
+
+
+def _gt_one(n):
+    if isinstance(n, torch.Tensor):
+        # a differentiable N keeps its factor even at exactly 1 (value identical there)
+        return n.requires_grad or bool((n > 1).all())
+    return n > 1
+
+
+def _nearest(x):
+    """nanoBragg's nearest integer: ceil(x - 0.5) (no gradient)."""
+    return torch.ceil(x.detach() - 0.5)
+
+
+def polarization_factor(kahn, incident, diffracted, axis):
+    """Kahn polarization factor for unit incident/diffracted vectors and E-vector `axis`.
+
+    cos(2 psi) is formed from the projections directly, so 2theta = 0 has a finite gradient.
+    """
+    from .geometry.vectors import cross, dot, unitize
+
+    cos2t = dot(incident, diffracted)
+    cos2t_sqr = cos2t * cos2t
+    sin2t_sqr = 1 - cos2t_sqr
+    b_in, _ = unitize(cross(axis.expand_as(incident), incident))
+    e_in, _ = unitize(cross(incident, b_in))
+    e_out = dot(diffracted, e_in)
+    b_out = dot(diffracted, b_in)
+    r2 = e_out * e_out + b_out * b_out
+    tiny = r2 <= 0
+    cos2psi = torch.where(tiny, torch.ones_like(r2), (e_out * e_out - b_out * b_out) / torch.where(tiny, torch.ones_like(r2), r2))
+    return 0.5 * (1.0 + cos2t_sqr - kahn * cos2psi * sin2t_sqr)
+
+
+def lagrange_weights(x, base):
+    """Cubic Lagrange weights on the integer nodes base-1 .. base+2 for position x (..., 4)."""
+    nodes = [base - 1, base, base + 1, base + 2]
+    ws = []
+    for i in range(4):
+        w = torch.ones_like(x)
+        for j in range(4):
+            if j != i:
+                w = w * (x - nodes[j]) / float(i - j)
+        ws.append(w)
+    return torch.stack(ws, -1)
+
+
+def tricubic(grid, h, k, l, h_min, k_min, l_min):
+    """Tricubic Lagrange interpolation of grid at fractional (h, k, l); indices must be in range."""
+    hf, kf, lf = torch.floor(h.detach()), torch.floor(k.detach()), torch.floor(l.detach())
+    wh, wk, wl = lagrange_weights(h, hf), lagrange_weights(k, kf), lagrange_weights(l, lf)
+    off = torch.arange(-1, 3, device=h.device)
+    ih = (hf.long() - h_min).unsqueeze(-1) + off
+    ik = (kf.long() - k_min).unsqueeze(-1) + off
+    il = (lf.long() - l_min).unsqueeze(-1) + off
+    nk, nl = grid.shape[1], grid.shape[2]
+    flat = grid.reshape(-1)
+    idx = (ih[..., :, None, None] * nk + ik[..., None, :, None]) * nl + il[..., None, None, :]
+    vals = flat[idx.clamp(0, flat.numel() - 1)]
+    return torch.einsum("...ijk,...i,...j,...k->...", vals, wh, wk, wl)

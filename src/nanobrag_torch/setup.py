@@ -1,0 +1,321 @@
+"""Build the simulation models from resolved nanoBragg settings, printing C's set-up report."""
+import math
+import os
+
+import numpy as np
+import torch
+
+from . import rng
+from .crystal import Crystal, cell_parameters, lattice_vectors
+from .engine import R_E_SQR, Flags
+from .errors import InputFileError, UsageError
+from .geometry.detector import Detector
+from .geometry.vectors import dot
+from .io import hkl as hkl_io
+from .io.matrix import read_mosflm_matrix
+from .io.sources import read_sources
+from .resolve import detector_and_beam, sampling
+from .settings import RTD
+from .simulator import Beam, Simulation
+from .sources import divergence_grid, source_directions
+
+AVOGADRO = 6.02214179e23
+WATER_F, WATER_MW = 2.57, 18.0
+
+
+def pick_device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("option -device: CUDA is not available on this machine")
+    return name
+
+
+def check_physical(v):
+    """Refuse physically impossible values before any work (one clear message each)."""
+    checks = [
+        (v.lambda0 > 0 and math.isfinite(v.lambda0), "-lambda/-energy: wavelength must be positive"),
+        (v.pixel_size > 0, "-pixel: pixel size must be positive"),
+        (v.detsize_f > 0 and v.detsize_s > 0, "-detsize/-detpixels: detector size must be positive"),
+        (v.Na >= 0 and v.Nb >= 0 and v.Nc >= 0, "-N: cell counts cannot be negative"),
+        (v.fluence >= 0, "-fluence: must not be negative"),
+        (v.phisteps >= -1 and v.mosaic_domains >= -1, "-phisteps/-mosaic_domains: must not be negative"),
+        (v.dispsteps >= -1 and v.hdivsteps >= -1 and v.vdivsteps >= -1, "step counts must not be negative"),
+    ]
+    if v.user_cell:
+        a, b, c = v.cell[:3]
+        checks.append((a > 0 and b >= 0 and c >= 0, "-cell: cell lengths must be positive"))
+        al, be, ga = (x if x > 0 else math.pi / 2 for x in v.cell[3:])
+        ok = all(0 < x < math.pi for x in (al, be, ga)) and al + be + ga < 2 * math.pi \
+            and al < be + ga and be < al + ga and ga < al + be
+        checks.append((ok, "-cell: these angles do not make a unit cell"))
+    for name, vec in (("-beam_vector", "beam"), ("-fdet_vector", "fdet"), ("-sdet_vector", "sdet"),
+                      ("-polar_vector", "polar_vector"), ("-spindle_axis", "spindle")):
+        checks.append((any(c != 0 for c in getattr(v, vec)), f"{name}: zero-length vector"))
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+
+
+def check_detector_size(v):
+    if v.fpixels <= 0 or v.spixels <= 0:
+        raise UsageError("-detpixels/-detsize: the detector must have at least one pixel")
+    need = v.fpixels * v.spixels * 16  # float64 image, float32 copy, integer images
+    try:
+        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        avail = 1 << 40
+    if need > avail // 2:
+        raise UsageError("detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
+                         % (v.fpixels, v.spixels, need / 1e9, avail / 1e9))
+
+
+def build(v, say):
+    """Resolve settings and construct the Simulation; returns (simulation, info dict)."""
+    check_physical(v)
+    # one shuffle table per run, shared by every seed in C's order (misset, mosaic, noise)
+    v.rng_table = rng.new_table()
+    detector_and_beam(v, say)
+    check_detector_size(v)
+    say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
+    fdump_present = v.hklfile is None and os.path.exists(v.dumpfile)
+    if v.hklfile is None and not fdump_present and v.default_F == 0.0:
+        raise UsageError("no structure factors: give -hkl FILE or -default_F F (no Fdump.bin to reuse)")
+    if v.matfile is None and v.cell[0] == 0.0:
+        raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
+    if v.nthreads > 0:
+        torch.set_num_threads(v.nthreads)
+    sampling(v, say)
+    dtype = torch.float32 if v.dtype == "float32" else torch.float64
+    device = pick_device(v.device)
+
+    say(f"{v.convention.lower()} convention selected.")
+    det = Detector(fpixels=v.fpixels, spixels=v.spixels, pixel_size=v.pixel_size, fdet=v.fdet, sdet=v.sdet,
+                   odet=v.odet, beam=v.beam, twotheta_axis=v.twotheta_axis, pivot=v.pivot, distance=v.distance,
+                   close_distance=None if math.isnan(v.close_distance) else v.close_distance,
+                   Fbeam=v.Fbeam, Sbeam=v.Sbeam, Fclose=v.Fclose, Sclose=v.Sclose, rotx=v.rotx, roty=v.roty,
+                   rotz=v.rotz, twotheta=v.twotheta, curved=v.curved, point_pixel=v.point_pixel,
+                   thickness=v.detector_thick, thicksteps=v.detector_thicksteps, thickstep=v.detector_thickstep,
+                   mu=v.detector_mu, dtype=torch.float64, device="cpu")
+    if v.pivot == "sample":
+        say("pivoting detector around sample")
+    geo = det.geometry()
+    if v.pivot == "beam":
+        say("pivoting detector around direct beam spot")
+    g = {k: (float(x) if x.dim() == 0 else [float(c) for c in x]) for k, x in geo.items()}
+    v.Fbeam, v.Sbeam, v.Fclose, v.Sclose = g["Fbeam"], g["Sbeam"], g["Fclose"], g["Sclose"]
+    v.distance, v.close_distance = g["distance"], g["close_distance"]
+    v.ORGX, v.ORGY = v.Fclose / v.pixel_size + 0.5, v.Sclose / v.pixel_size + 0.5
+    pix0 = g["pix0"]
+    v.dials_origin = (1000.0 * pix0[2], 1000.0 * pix0[1], 1000.0 * -pix0[0])
+    v.geo = g
+    xb = [sum(b * f for b, f in zip(v.beam, g[k])) for k in ("fdet", "sdet", "odet")]
+    say("XDS incident beam: %g %g %g" % tuple(xb))
+
+    if v.interpolate > 1:
+        if v.Na <= 2 or v.Nb <= 2 or v.Nc <= 2:
+            say("auto-selected tricubic interpolation of structure factors")
+            v.interpolate = 1
+        else:
+            say("auto-selected no interpolation")
+            v.interpolate = 0
+
+    crystal_vectors(v, say)
+    real = v.real * 1e-10
+    lens = [float(np.linalg.norm(x)) for x in real]
+    for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
+        if size > 0:
+            setattr(v, attr, float(math.ceil(size / lens[k])))
+        if getattr(v, attr) <= 1.0:
+            setattr(v, attr, 1.0)
+    xa, xb_, xc = lens[0] * v.Na, lens[1] * v.Nb, lens[2] * v.Nc
+    say("crystal is %g x %g x %g microns" % (xa * 1e6, xb_ * 1e6, xc * 1e6))
+    xmax = max(xa, xb_, xc)
+    recip_pixel = v.lambda0 * v.distance / v.pixel_size
+    recommended = int(math.ceil(3.0 * xmax / recip_pixel))
+    if recommended <= 0:
+        recommended = 1
+    if v.oversample <= 0:
+        v.oversample = recommended
+        say("auto-selected %d-fold oversampling" % v.oversample)
+    if v.oversample < recommended:
+        say("WARNING: maximum dimension of sample is %g A" % (xmax * 1e10))
+        say("         but reciprocal pixel size is %g A" % (recip_pixel * 1e10))
+        say("         intensity may vary significantly across a pixel!")
+        say("         recommend -oversample %d to work around this" % recommended)
+    volume = xa * xb_ * xc
+    say("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (v.Na * v.Nb * v.Nc)))
+
+    grid = load_structure_factors(v, say, fdump_present)
+    if grid is None or grid.count == 0:
+        v.interpolate = 0
+    for t in range(v.detector_thicksteps):
+        say("thick%d = %g um" % (t, v.detector_thickstep * t * 1e6))
+    for p in range(v.phisteps):
+        say("phi%d = %g" % (p, (v.phi0 + v.phistep * p) * RTD))
+
+    positions, weights, wavelengths = make_sources(v, say)
+    umats = rng.mosaic_umats(v.mosaic_spread, v.mosaic_domains, v.mosaic_seed, table=v.rng_table)
+    say("  created a total of %d mosaic domains" % v.mosaic_domains)
+    if v.oversample <= 0:
+        v.oversample = 1
+    v.steps = len(wavelengths) * v.mosaic_domains * v.phisteps * v.oversample ** 2
+
+    det.dtype, det.device, det.oversample = dtype, device, v.oversample
+    t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
+    crystal = Crystal(real=t(real), recip=t(v.recip), Na=v.Na, Nb=v.Nb, Nc=v.Nc, shape=v.shape, fudge=v.fudge,
+                      Fhkl=None if grid is None else t(grid.F),
+                      hkl_min=(0, 0, 0) if grid is None else (grid.h_min, grid.k_min, grid.l_min),
+                      hkl_count=0 if grid is None else grid.count, default_F=v.default_F,
+                      interpolate=bool(v.interpolate), phi0=v.phi0, phistep=v.phistep, phisteps=v.phisteps,
+                      spindle=tuple(v.spindle), mosaic_spread=v.mosaic_spread,
+                      mosaic_umats=t(umats) if v.mosaic_spread > 0 else None)
+    beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths), weights=t(weights),
+                polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence)
+    i_bg = WATER_F ** 2 * R_E_SQR * v.fluence * v.water_size ** 3 * 1e6 * AVOGADRO / WATER_MW
+    flags = Flags(oversample_thick=v.oversample_thick, oversample_polar=v.oversample_polar,
+                  oversample_omega=v.oversample_omega, nopolar=v.nopolar, kahn=v.polarization, dmin=v.dmin,
+                  water_background=i_bg, fluence=v.fluence, steps=v.steps)
+    mask = None
+    if v.mask_image is not None:
+        mask = torch.as_tensor(v.mask_image != 0, device=device)
+    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=tuple(v.roi), mask=mask)
+    report_summary(v, say, grid)
+    return sim
+
+
+def crystal_vectors(v, say):
+    cell = recip = misset = None
+    f64 = lambda x: torch.tensor(x, dtype=torch.float64)
+    if v.user_cell:
+        a = v.cell[0]
+        b = v.cell[1] if v.cell[1] > 0 else a
+        c = v.cell[2] if v.cell[2] > 0 else a
+        angles = [x if x > 0 else math.pi / 2 for x in v.cell[3:]]
+        cell = [f64(x) for x in (a, b, c, *angles)]
+    if v.matfile is not None:
+        say("reading %s" % v.matfile)
+        recip = f64(read_mosflm_matrix(v.matfile).T / (v.lambda0 * 1e10))
+    if v.misset[0] == -1:
+        seed = v.misset_seed
+        umat, angles = rng.random_misset(seed, table=v.rng_table)
+        v.misset = [1.0, *angles]
+        say("random orientation misset angles: %f %f %f deg" % tuple(x * RTD for x in angles))
+    if v.misset[0] > 0:
+        misset = [f64(x) for x in v.misset[1:]]
+    if cell is None and recip is None:
+        raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
+    real, rstar, volume = lattice_vectors(cell=cell, reciprocal=recip, misset=misset)
+    v.real, v.recip, v.volume = real.numpy(), rstar.numpy(), float(volume)
+    (ra, rb, rc, al, be, ga), (sa, sb, sc, sal, sbe, sga) = cell_parameters(real, rstar, volume)
+    say("Unit Cell: %g %g %g %g %g %g" % (ra, rb, rc, al, be, ga))
+    say("Recp Cell: %g %g %g %g %g %g" % (sa, sb, sc, sal, sbe, sga))
+    say("volume = %g A^3" % float(volume))
+    say("real-space cell vectors (Angstrom):")
+    say("     %-10s  %-10s  %-10s" % ("a", "b", "c"))
+    for i, axis in enumerate("XYZ"):
+        say("%s: %11.8f %11.8f %11.8f" % (axis, v.real[0][i], v.real[1][i], v.real[2][i]))
+    say("reciprocal-space cell vectors (Angstrom^-1):")
+    say("     %-10s  %-10s  %-10s" % ("a_star", "b_star", "c_star"))
+    for i, axis in enumerate("XYZ"):
+        say("%s: %11.8f %11.8f %11.8f" % (axis, v.recip[0][i], v.recip[1][i], v.recip[2][i]))
+
+
+def load_structure_factors(v, say, fdump_present):
+    if v.hklfile is None:
+        if not fdump_present:
+            return None
+        say("reading Fs from %s" % v.dumpfile)
+        return hkl_io.read_fdump(v.dumpfile)
+    say("counting entries in %s" % v.hklfile)
+    grid = hkl_io.read_hkl(v.hklfile, v.default_F)
+    if v.default_F != 0.0:
+        say("initializing to default_F = %g:" % v.default_F)
+        say("done initializing:")
+    say("re-reading %s" % v.hklfile)
+    try:
+        hkl_io.write_fdump(v.dumpfile, grid)
+        say("writing dump file for next time: %s" % v.dumpfile)
+    except InputFileError:
+        say("WARNING: unable to open dump file: %s" % v.dumpfile)
+    return grid
+
+
+def make_sources(v, say):
+    if v.sourcefile is not None:
+        rows = read_sources(v.sourcefile)
+        for j, default in enumerate([-v.source_distance * c for c in v.beam] + [1.0, v.lambda0]):
+            col = rows[:, j]
+            col[np.isnan(col)] = default
+        positions, weights, wavelengths = rows[:, :3], rows[:, 3], rows[:, 4]
+        v.divsteps = 0
+        if np.any(weights != weights[0]):
+            say("NOTE: source weights are unequal; intensities are weighted (nanoBragg.c ignores weights)")
+    else:
+        grid = divergence_grid(v.beam, v.polar_vector, v.vert, v.lambda0, v.hdivrange, v.hdivstep, v.hdivsteps,
+                               v.vdivrange, v.vdivstep, v.vdivsteps, v.dispersion, v.dispstep, v.dispsteps,
+                               v.round_div, v.source_distance)
+        for hd, vd in grid.divergence_ticks:
+            say("divergence deviation: %g %g" % (hd, vd))
+        for k, wl in enumerate(grid.lambdas):
+            say("lambda%d = %.15g" % (k, wl))
+        positions, weights, wavelengths = grid.positions, grid.weights, grid.wavelengths
+        v.divsteps = grid.divsteps
+    if len(wavelengths) == 0:
+        raise UsageError("no x-ray sources: the divergence settings leave no source points")
+    if np.any(~(wavelengths > 0)):
+        raise InputFileError(f"{v.sourcefile}: source wavelengths must be positive")
+    say("  created a total of %d sources:" % len(wavelengths))
+    for p, w, wl in zip(positions, weights, wavelengths):
+        say("%g %g %g   %g %g" % (p[0], p[1], p[2], w, wl))
+    norms = np.linalg.norm(positions, axis=1)
+    if np.any(norms == 0):
+        raise InputFileError(f"{v.sourcefile}: a source sits at the sample position (zero direction)")
+    v.nsources = len(wavelengths)
+    return positions, weights, wavelengths
+
+
+def report_summary(v, say, grid):
+    say("  %d initialized hkls (all others =%g)" % (0 if grid is None else grid.count, v.default_F))
+    shape = {"round": "ellipsoidal", "square": "parallelpiped", "gauss": "gaussian", "tophat": "tophat-spot"}
+    say("  %s xtal: %.0fx%.0fx%.0f cells" % (shape[v.shape], v.Na, v.Nb, v.Nc))
+    say("  wave=%g meters +/- %g%% in %d steps" % (v.lambda0, v.dispersion * 100, v.dispsteps))
+    say("  polarization effect disabled" if v.nopolar else "  Kahn polarization factor: %f" % v.polarization)
+    if v.curved:
+        say("  curved detector: all pixels same distance from origin")
+    if v.point_pixel:
+        say("  pixel obliquity effect disabled")
+    say("  incident fluence: %lg photons/m^2" % v.fluence)
+    say("  distance=%lg detsize=%lgx%lg  pixel=%lg meters (%dx%d pixels)"
+        % (v.distance, v.detsize_f, v.detsize_s, v.pixel_size, v.fpixels, v.spixels))
+    say("  sensor is %lg m thick in %d layers with mu= %lg" % (v.detector_thick, v.detector_thicksteps, v.detector_mu))
+    say("  Xbeam=%lg Ybeam=%lg" % (v.Xbeam, v.Ybeam))
+    say("  Fbeam=%lg Sbeam=%lg" % (v.Fbeam, v.Sbeam))
+    say("  Xclose=%lg Yclose=%lg" % (v.Xclose, v.Yclose))
+    say("  Fclose=%lg Sclose=%lg" % (v.Fclose, v.Sclose))
+    g = v.geo
+    say("  DIRECTION_OF_DETECTOR_X-AXIS= %g %g %g" % tuple(g["fdet"]))
+    say("  DIRECTION_OF_DETECTOR_Y-AXIS= %g %g %g" % tuple(g["sdet"]))
+    say("  DIRECTION_OF_DETECTOR_Z-AXIS= %g %g %g" % tuple(g["odet"]))
+    say("  INCIDENT_BEAM_DIRECTION= %g %g %g" % tuple(v.beam))
+    say("  spindle ROTATION_AXIS= %g %g %g" % tuple(v.spindle))
+    b, p = v.beam, v.polar_vector
+    say("  POLARIZATION_PLANE_NORMAL= %g %g %g" % (b[1] * p[2] - b[2] * p[1], b[2] * p[0] - b[0] * p[2],
+                                                   b[0] * p[1] - b[1] * p[0]))
+    say("  dials origin= %g %g %g" % v.dials_origin)
+    say("  roi: %d < x < %d && %d < y < %d" % tuple(v.roi))
+    say("  hdivrange=%g hdivstep=%g  radians" % (v.hdivrange, v.hdivstep))
+    say("  vdivrange=%g vdivstep=%g  radians" % (v.vdivrange, v.vdivstep))
+    say("  %d divergence steps" % v.divsteps)
+    say("  %d sources" % v.nsources)
+    say("  %d mosaic domains over mosaic spread of %g degrees" % (v.mosaic_domains, v.mosaic_spread * RTD))
+    say("  %d phi steps from %g to %g degrees" % (v.phisteps, v.phi0 * RTD, (v.phi0 + v.osc) * RTD))
+    extra = "".join(s for flag, s in ((v.oversample_thick, " +thick"), (v.oversample_polar, " +polar"),
+                                       (v.oversample_omega, " +omega")) if flag)
+    say("  %dx%d pixel oversample steps%s" % (v.oversample, v.oversample, extra))
+    if v.mask_image is not None:
+        say("  skipping zero-flagged pixels in %s" % v.maskfile)
+    if v.calculate_noise:
+        say("\n  noise image paramters:")
+        say("  seed: %ld" % v.seed)
+        say("  water droplet size: %g m" % v.water_size)

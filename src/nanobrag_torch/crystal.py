@@ -113,6 +113,9 @@ class Crystal:
     spindle: object = (0.0, 0.0, 1.0)
     mosaic_spread: object = 0.0
     mosaic_umats: torch.Tensor = None  # (domains, 3, 3)
+    # nanoBragg only rotates when phi != 0, so a phi = 0 step reuses the previous step's
+    # (last phi) orientation for every term but the first one rendered; True reproduces that
+    c_phi_zero_quirk: bool = False
     extra: dict = field(default_factory=dict)
 
     @property
@@ -131,6 +134,9 @@ class Crystal:
             return rot[:, None, :, :]
         u = self.mosaic_umats.to(dtype=dt, device=dev)
         return torch.einsum("mij,pvj->pmvi", u, rot)
+
+    def phi_zero_quirk_active(self):
+        return self.c_phi_zero_quirk and self.phisteps > 1 and not torch.is_tensor(self.phi0) and self.phi0 == 0.0
 
 
 def _positive(x):

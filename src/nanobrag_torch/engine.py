@@ -33,11 +33,15 @@ class Flags:
 
 
 class InterpolationState:
-    """Carries nanoBragg's 'interpolate' switch across pixel chunks (it can only turn off)."""
+    """Run-long state carried across pixel chunks in C loop order.
 
-    def __init__(self, enabled):
+    enabled: nanoBragg's 'interpolate' switch (it can only turn off);
+    phi_first_pending: the first rendered term still sees the true phi = 0 orientation."""
+
+    def __init__(self, enabled, phi_quirk=False):
         self.enabled = bool(enabled)
         self.warning = None  # (h, k, l, h0, k0, l0) of the first out-of-range term
+        self.phi_first_pending = phi_quirk
 
 
 def structure_factors(crystal, h, k, l, skip, state):
@@ -119,7 +123,22 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if need_polar:
         polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), geo["polar_axis"])
 
+    if state.phi_first_pending:
+        true_rot = rot
+        rot = torch.cat((rot[-1:], rot[1:]))
     hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
+    if state.phi_first_pending:
+        ok = src_ok.reshape(-1)
+        hits = torch.nonzero(ok)
+        if hits.numel():
+            first = int(hits[0])
+            pick = torch.zeros(ok.numel(), dtype=torch.bool, device=ok.device)
+            pick[first] = True
+            pick = pick.reshape(src_ok.shape)[..., None, None, None] & \
+                (torch.arange(rot.shape[0], device=ok.device) == 0)[:, None, None]
+            exact = torch.einsum("...x,pmvx->...pmv", q, true_rot)
+            hkl = torch.where(pick, exact, hkl)
+            state.phi_first_pending = False
     h, k, l = hkl.unbind(-1)  # (n, T, S, N, P, M)
     if crystal.shape == "square":
         f_latt = lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)

@@ -122,7 +122,7 @@ def build(v, say):
 
     crystal_vectors(v, say)
     real = v.real * 1e-10
-    lens = [float(np.linalg.norm(x)) for x in real]
+    lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]  # C's rounding
     for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
         if size > 0:
             setattr(v, attr, float(math.ceil(size / lens[k])))
@@ -169,7 +169,7 @@ def build(v, say):
                       hkl_count=0 if grid is None else grid.count, default_F=v.default_F,
                       interpolate=bool(v.interpolate), phi0=v.phi0, phistep=v.phistep, phisteps=v.phisteps,
                       spindle=tuple(v.spindle), mosaic_spread=v.mosaic_spread,
-                      mosaic_umats=t(umats) if v.mosaic_spread > 0 else None)
+                      mosaic_umats=t(umats) if v.mosaic_spread > 0 else None, c_phi_zero_quirk=True)
     beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths), weights=t(weights),
                 polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence)
     i_bg = WATER_F ** 2 * R_E_SQR * v.fluence * v.water_size ** 3 * 1e6 * AVOGADRO / WATER_MW

@@ -54,6 +54,9 @@ class Simulation:
     def chunk_size(self):
         return max(1, self.term_budget // self.terms_per_pixel())
 
+    def new_state(self):
+        return InterpolationState(self.crystal.interpolate, self.crystal.phi_zero_quirk_active())
+
     def _prepared(self):
         geo = self.detector.geometry()
         t = self.detector.t
@@ -68,7 +71,7 @@ class Simulation:
     def render_pixels(self, slow, fast, state=None, prepared=None, diagnostics=False):
         """Values for explicit pixels (1-D index tensors), rendered in bounded chunks."""
         geo, incident, wl, wf, rot = prepared or self._prepared()
-        state = state or InterpolationState(self.crystal.interpolate)
+        state = state or self.new_state()
         out, diags = [], []
         step = self.chunk_size()
         for start in range(0, slow.numel(), step):
@@ -89,7 +92,7 @@ class Simulation:
         rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=dev)
         cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=dev)
         prepared = self._prepared()
-        state = InterpolationState(self.crystal.interpolate)
+        state = self.new_state()
         image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
         chunk = self.chunk_size()
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))

@@ -3,7 +3,8 @@ import torch
 
 
 def dot(a, b):
-    return (a * b).sum(-1)
+    # explicit left-to-right sum: the same rounding as nanoBragg's dot product
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 def cross(a, b):
@@ -30,10 +31,14 @@ def rotate_axis(v, axis, angle):
     """Rotate v about the unit vector `axis` by `angle` (right-handed, Rodrigues)."""
     angle = torch.as_tensor(angle, dtype=v.dtype, device=v.device)
     c, s = torch.cos(angle), torch.sin(angle)
-    c_ = c.unsqueeze(-1) if c.dim() else c
-    s_ = s.unsqueeze(-1) if s.dim() else s
-    along = dot(axis, v).unsqueeze(-1) * (1 - c_)
-    return axis * along + v * c_ + cross(axis, v) * s_
+    if c.dim():
+        c, s = c.unsqueeze(-1), s.unsqueeze(-1)
+    along = dot(axis, v).unsqueeze(-1) * (1 - c)
+    ax, ay, az = axis.unbind(-1)
+    vx, vy, vz = v.unbind(-1)
+    # component order as in nanoBragg so that signs of zeros (printed as -0) agree too
+    turn = torch.stack((-az * vy + ay * vz, az * vx - ax * vz, -ay * vx + ax * vy), -1)
+    return axis * along + v * c + turn * s
 
 
 def rotate_xyz(v, rx, ry, rz):

@@ -38,10 +38,26 @@ class InterpolationState:
     enabled: nanoBragg's 'interpolate' switch (it can only turn off);
     phi_first_pending: the first rendered term still sees the true phi = 0 orientation."""
 
-    def __init__(self, enabled, phi_quirk=False):
+    def __init__(self, enabled, phi_first_rot=None):
         self.enabled = bool(enabled)
         self.warning = None  # (h, k, l, h0, k0, l0) of the first out-of-range term
-        self.phi_first_pending = phi_quirk
+        self.phi_first_rot = phi_first_rot  # true phi = 0 vectors (domains, 3, 3) while pending
+        self.phi_first_pending = phi_first_rot is not None
+
+
+def _first_term_true_phi(hkl, q, src_ok, state):
+    """Give the first rendered (pixel, layer, sub-pixel, source) its true phi = 0 orientation."""
+    ok = src_ok.reshape(-1)
+    hits = torch.nonzero(ok)
+    if hits.numel() == 0:
+        return hkl
+    pick = torch.zeros(ok.numel(), dtype=torch.bool, device=ok.device)
+    pick[int(hits[0])] = True
+    pick = pick.reshape(src_ok.shape)[..., None, None, None]
+    exact = torch.einsum("...x,mvx->...mv", q, state.phi_first_rot)
+    first_phi = torch.cat((torch.where(pick, exact.unsqueeze(-3), hkl[..., :1, :, :]), hkl[..., 1:, :, :]), -3)
+    state.phi_first_pending = False
+    return first_phi
 
 
 def structure_factors(crystal, h, k, l, skip, state):
@@ -123,22 +139,9 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if need_polar:
         polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), geo["polar_axis"])
 
-    if state.phi_first_pending:
-        true_rot = rot
-        rot = torch.cat((rot[-1:], rot[1:]))
     hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
     if state.phi_first_pending:
-        ok = src_ok.reshape(-1)
-        hits = torch.nonzero(ok)
-        if hits.numel():
-            first = int(hits[0])
-            pick = torch.zeros(ok.numel(), dtype=torch.bool, device=ok.device)
-            pick[first] = True
-            pick = pick.reshape(src_ok.shape)[..., None, None, None] & \
-                (torch.arange(rot.shape[0], device=ok.device) == 0)[:, None, None]
-            exact = torch.einsum("...x,pmvx->...pmv", q, true_rot)
-            hkl = torch.where(pick, exact, hkl)
-            state.phi_first_pending = False
+        hkl = _first_term_true_phi(hkl, q, src_ok, state)
     h, k, l = hkl.unbind(-1)  # (n, T, S, N, P, M)
     if crystal.shape == "square":
         f_latt = lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
@@ -191,5 +194,6 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if not flags.oversample_omega:
         value = value * omega[:, 0, 0]
     diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=h, k=k, l=l,
-                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted)
+                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted,
+                term=term, skip=skip)  # term: each term's contribution to intensity; skip: not rendered
     return value, diag

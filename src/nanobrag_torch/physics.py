@@ -28,6 +28,38 @@ def sincg(x, n):
     return torch.where(small, limit, ratio)
 
 
+# integer cell counts up to this use the Chebyshev form (one cos, no division, no singularity)
+CHEBYSHEV_MAX_N = 24
+
+
+def _integer_count(n):
+    """The cell count as a Python int when it is a fixed integer, else None."""
+    if isinstance(n, torch.Tensor):
+        if n.requires_grad or n.numel() != 1:
+            return None
+        n = n.item()
+    n = float(n)
+    return int(n) if n == int(n) and 1 <= n <= CHEBYSHEV_MAX_N else None
+
+
+def sincg_pi(h, n):
+    """sincg(pi h, n) = sin(n pi h) / sin(pi h).
+
+    For an integer n this equals U_{n-1}(cos pi h), the Chebyshev polynomial of the second kind,
+    which is smooth everywhere (exact n at integer h) and costs one cos instead of two sines."""
+    count = _integer_count(n)
+    if count is None:
+        return sincg(math.pi * h, n)
+    c = torch.cos(math.pi * h)
+    if count == 1:
+        return torch.ones_like(c)
+    two_c = 2.0 * c
+    prev, cur = torch.ones_like(c), two_c
+    for _ in range(count - 2):
+        prev, cur = cur, two_c * cur - prev
+    return cur
+
+
 def sinc3_sq(u):
     """Fourier transform of a sphere, 3 (sin x / x - cos x) / x^2, as a function of u = x^2."""
     small = u < _SINC3_EPS ** 2
@@ -48,7 +80,7 @@ def lattice_factor(shape, h, k, l, na, nb, nc, fudge, dstar_sqr=None):
         # nanoBragg skips axes with N <= 1 (sincg would be exactly 1 there anyway for N = 1)
         for idx, n in zip((h, k, l), (na, nb, nc)):
             if _gt_one(n):
-                f = f * sincg(math.pi * idx, n)
+                f = f * sincg_pi(idx, n)
         return f
     volume = na * nb * nc
     if shape == "round":

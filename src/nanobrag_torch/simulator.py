@@ -54,8 +54,9 @@ class Simulation:
     def chunk_size(self):
         return max(1, self.term_budget // self.terms_per_pixel())
 
-    def new_state(self):
-        return InterpolationState(self.crystal.interpolate, self.crystal.phi_zero_quirk_active())
+    def new_state(self, prepared):
+        first = prepared[5] if self.crystal.phi_zero_quirk_active() else None
+        return InterpolationState(self.crystal.interpolate, first)
 
     def _prepared(self):
         geo = self.detector.geometry()
@@ -66,12 +67,16 @@ class Simulation:
         wf = self.beam.weight_factor()
         wf = None if wf is None else t(wf)
         rot = self.crystal.rotated_vectors()
-        return geo, incident, wl, wf, rot
+        first = rot[0]
+        if self.crystal.phi_zero_quirk_active():
+            rot = torch.cat((rot[-1:], rot[1:]))
+        return geo, incident, wl, wf, rot, first
 
     def render_pixels(self, slow, fast, state=None, prepared=None, diagnostics=False):
         """Values for explicit pixels (1-D index tensors), rendered in bounded chunks."""
-        geo, incident, wl, wf, rot = prepared or self._prepared()
-        state = state or self.new_state()
+        prepared = prepared or self._prepared()
+        geo, incident, wl, wf, rot, _ = prepared
+        state = state or self.new_state(prepared)
         out, diags = [], []
         step = self.chunk_size()
         for start in range(0, slow.numel(), step):
@@ -92,7 +97,7 @@ class Simulation:
         rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=dev)
         cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=dev)
         prepared = self._prepared()
-        state = self.new_state()
+        state = self.new_state(prepared)
         image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
         chunk = self.chunk_size()
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))

@@ -103,7 +103,8 @@ def _nearest_F(crystal, h0, k0, l0, dflt):
     return torch.where(inside, vals, dflt.expand_as(vals))
 
 
-def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
+def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
+           diagnostics=True):
     """Photons for each pixel of a chunk.
 
     pos: (n, T, S, 3) sub-pixel positions; incident: (N, 3) unit vectors; wavelengths: (N,) m;
@@ -128,18 +129,29 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     # scattering vector for every (pixel, layer, sub-pixel, source): (n, T, S, N, 3)
     d = diffracted.unsqueeze(-2)
     q = (d - incident) / wavelengths.unsqueeze(-1)
-    stol = 0.5 * norm(q)
+    stol = None
+    if flags.dmin > 0 or diagnostics:
+        stol = 0.5 * norm(q)
     if flags.dmin > 0:
         src_ok = ~((stol > 0) & (flags.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol))))
     else:
-        src_ok = torch.ones_like(stol, dtype=torch.bool)
+        src_ok = torch.ones(q.shape[:-1], dtype=torch.bool, device=q.device)
 
-    need_polar = flags.oversample_polar or not flags.nopolar
-    polar = None
-    if need_polar:
-        polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), geo["polar_axis"])
+    # nanoBragg computes polarization once per pixel (first rendered source) unless -oversample_polar
+    polar = polar_first = None
+    axis = geo["polar_axis"]
+    if flags.oversample_polar or (not flags.nopolar and (flags.dmin > 0 or diagnostics)):
+        polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), axis)
+    elif not flags.nopolar:
+        first_in = incident[0].expand_as(diffracted[:, 0, 0])
+        polar_first = polarization_factor(flags.kahn, first_in, diffracted[:, 0, 0], axis)
 
-    hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
+    if torch.compiler.is_compiling():
+        # written out so the compiler fuses it with everything downstream (and C's sum order)
+        qe = q[..., None, None, None, :]
+        hkl = qe[..., 0] * rot[..., 0] + qe[..., 1] * rot[..., 1] + qe[..., 2] * rot[..., 2]
+    else:
+        hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
     if state.phi_first_pending:
         hkl = _first_term_true_phi(hkl, q, src_ok, state)
     h, k, l = hkl.unbind(-1)  # (n, T, S, N, P, M)
@@ -150,22 +162,29 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         dstar = torch.einsum("...i,ix->...x", dh, crystal.recip)
         f_latt = lattice_factor(crystal.shape, h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
                                 dstar_sqr=dot(dstar, dstar))
-    skip = ~src_ok[..., None, None].expand_as(h)
-    if float(flags.water_background) == 0.0:
-        skip = skip | (f_latt.detach() == 0)
-    f_cell = structure_factors(crystal, h, k, l, skip, state)
-    term = f_cell * f_cell * f_latt * f_latt
-    if weight_factor is not None:
-        term = term * weight_factor[:, None, None]
-    term = torch.where(skip, torch.zeros_like(term), term)
-
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
     running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
+    skip = None
+    if running or state.enabled:
+        # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
+        skip = ~src_ok[..., None, None].expand_as(h)
+        if float(flags.water_background) == 0.0:
+            skip = skip | (f_latt.detach() == 0)
+    f_cell = structure_factors(crystal, h, k, l, skip, state)
+    term = f_cell * f_cell * f_latt * f_latt
     if not running:
-        intensity = bg + term.reshape(n, -1).sum(-1)
+        per_source = term.sum((-1, -2))  # (n, T, S, N)
+        if weight_factor is not None:
+            per_source = per_source * weight_factor
+        if flags.dmin > 0:
+            per_source = torch.where(src_ok, per_source, torch.zeros_like(per_source))
+        intensity = bg + per_source.reshape(n, -1).sum(-1)
     else:
-        mult = torch.ones_like(stol)
+        if weight_factor is not None:
+            term = term * weight_factor[:, None, None]
+        term = torch.where(skip, torch.zeros_like(term), term)
+        mult = torch.ones(q.shape[:-1], dtype=q.dtype, device=q.device)
         if flags.oversample_thick:
             mult = mult * capture.unsqueeze(-1)
         if flags.oversample_polar:
@@ -183,6 +202,8 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if not flags.oversample_polar:
         if flags.nopolar:
             polar_final = torch.ones_like(value)
+        elif polar_first is not None:
+            polar_final = polar_first
         else:
             ok = src_ok.reshape(n, -1)
             first = torch.argmax(ok.to(torch.int8), dim=-1)
@@ -193,7 +214,8 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         polar_final = polar.reshape(n, -1)[:, -1]
     if not flags.oversample_omega:
         value = value * omega[:, 0, 0]
+    if not diagnostics:
+        return value, dict(omega=omega)
     diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=h, k=k, l=l,
-                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted,
-                term=term, skip=skip)  # term: each term's contribution to intensity; skip: not rendered
+                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted)
     return value, diag

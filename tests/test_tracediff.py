@@ -1,0 +1,79 @@
+"""nb-trace-diff: alignment by name, tolerance, first divergence, exit codes."""
+import io
+
+import pytest
+
+from nanobrag_torch import cli, setup, tracediff
+from nanobrag_torch.trace import trace_lines
+
+A = """nanoBragg header line that is not a trace
+TRACE_C: pix0 0.1 0.0129 -0.0129
+TRACE_C: distance 0.1
+TRACE_C_SOURCE 0:
+TRACE_C: source[0].stol 27389705.365279965
+WARNING: out of range for three point interpolation: h,k,l
+TRACE_C: source[0].phi[0].mosaic[0].hkl -0.0093 0.2982 -0.4594
+TRACE_C: source[0].phi[0].mosaic[0].F_latt -5.008
+TRACE_C: pixel_value 0.2502
+"""
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_parse_ignores_other_lines_and_numbers_repeats():
+    t = tracediff.parse_trace((A + "TRACE_C: distance 0.2\nX: 100.0 0.0 0.0\n").splitlines())
+    assert list(t) == ["pix0", "distance", "source[0].stol", "source[0].phi[0].mosaic[0].hkl",
+                       "source[0].phi[0].mosaic[0].F_latt", "pixel_value", "distance#2"]
+    assert t["pix0"] == [0.1, 0.0129, -0.0129]
+
+
+def test_first_divergence_is_named(tmp_path, capsys):
+    b = (A.replace("TRACE_C", "TRACE_PY").replace("-0.4594", "-0.4600")  # first to differ
+         .replace("-5.008", "-5.1").replace("0.2502", "0.26"))  # later consequences
+    code = tracediff.main([write(tmp_path / "a", A), write(tmp_path / "b", b)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[-1] == "first divergence: source[0].phi[0].mosaic[0].hkl"
+    marked = [line for line in out if "<<< first divergence" in line]
+    assert len(marked) == 1 and "mosaic[0].hkl" in marked[0]
+    assert any(line.startswith("!!") and "F_latt" in line for line in out)
+    assert any("3 differ" in line for line in out)
+
+
+def test_agreement_within_tolerance(tmp_path, capsys):
+    b = A.replace("0.2502", "0.25020000001").replace("TRACE_C:", "TRACE_PY:")
+    assert tracediff.main([write(tmp_path / "a", A), write(tmp_path / "b", b)]) == 0
+    assert "first divergence" not in capsys.readouterr().out
+    assert tracediff.main([write(tmp_path / "a", A), write(tmp_path / "b", b), "--tol", "1e-12"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "first divergence: pixel_value"
+
+
+def test_missing_quantities_are_listed_not_failed(tmp_path, capsys):
+    b = "\n".join(line for line in A.splitlines() if "F_latt" not in line)
+    assert tracediff.main([write(tmp_path / "a", A), write(tmp_path / "b", b)]) == 0
+    assert any("(missing in B)" in line for line in capsys.readouterr().out.splitlines())
+
+
+@pytest.mark.parametrize("argv", [[], ["only_one"], ["nope_a", "nope_b"], ["A", "EMPTY"], ["A", "A", "--tol", "x"]])
+def test_usage_errors_exit_2(argv, tmp_path, capsys):
+    names = {"A": write(tmp_path / "a", A), "EMPTY": write(tmp_path / "e", "no trace here\n")}
+    assert tracediff.main([names.get(a, a) for a in argv]) == 2
+    assert capsys.readouterr().err.startswith("nb-trace-diff: usage error:")
+
+
+def test_real_traces_diverge_first_at_pix0(tmp_path, monkeypatch):
+    """Two of our own traces whose runs differ only in -distance: pix0 is the first quantity to change."""
+    monkeypatch.chdir(tmp_path)
+    base = "-cell 70 80 90 75 85 95 -default_F 100 -lambda 1 -N 5 -detpixels 16 -pixel 0.4 -nonoise -nopgm".split()
+    paths = []
+    for dist in ("100", "100.5"):
+        v = cli.load_settings(base + ["-distance", dist], print)
+        sim = setup.build(v, io.StringIO().write)
+        paths.append(write(tmp_path / f"t{dist}", "\n".join(trace_lines(sim, 5, 9, prefix="TRACE_X")) + "\n"))
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    assert tracediff.main(paths) == 1
+    assert out.getvalue().splitlines()[-1] == "first divergence: pix0"

@@ -86,10 +86,7 @@ def run(argv, out=sys.stdout):
 
     v = load_settings(argv, say)
     check_outputs(v)
-    sim = setup.build(v, say)
-    if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
-        raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "
-                             f"but the detector is {v.fpixels}x{v.spixels}")
+    sim = setup.build(v, say)  # checks the mask size too
     if v.trace_pixel is not None:
         from .trace import trace_pixel
         trace_pixel(sim, v, *v.trace_pixel, say=say)
@@ -122,6 +119,11 @@ def rendered_mask(v):
     return mask
 
 
+def one_line(exc):
+    """The message with control characters (newlines from file names or arguments) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or "-debug" in argv or os.environ.get("NANOBRAGG_DEBUG")
@@ -135,7 +137,7 @@ def main(argv=None):
         return run(argv)
     except NanoBraggError as exc:
         sys.stdout.flush()
-        print(f"nanoBragg: error: {exc}", file=sys.stderr)
+        print(f"nanoBragg: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("nanoBragg: interrupted; no output written", file=sys.stderr)
@@ -146,6 +148,11 @@ def main(argv=None):
     except Exception as exc:  # never a traceback for users; --debug shows it
         if debug:
             raise
-        print(f"nanoBragg: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+        if isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc) \
+                or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+            print("nanoBragg: error: out of memory (try a smaller detector, fewer sampling steps or -dtype float32)",
+                  file=sys.stderr)
+            return 1
+        print(f"nanoBragg: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for details)",
               file=sys.stderr)
         return 1

@@ -62,8 +62,10 @@ def _first_term_true_phi(hkl, q, src_ok, state):
 
 def structure_factors(crystal, h, k, l, skip, state):
     """F_cell for every term, following the nearest / interpolated / fallback rules."""
-    h0, k0, l0 = (torch.ceil(x.detach() - 0.5) for x in (h, k, l))
     dflt = torch.as_tensor(crystal.default_F, dtype=h.dtype, device=h.device)
+    if crystal.Fhkl is None or crystal.hkl_count == 0:
+        return dflt  # no reflections read: every term takes default_F (broadcasts)
+    h0, k0, l0 = (torch.ceil(x.detach() - 0.5) for x in (h, k, l))
     nearest = _nearest_F(crystal, h0, k0, l0, dflt)
     if not state.enabled:
         return nearest
@@ -88,6 +90,11 @@ def structure_factors(crystal, h, k, l, skip, state):
     order = torch.arange(trigger.numel(), device=h.device).reshape(h.shape)
     out = torch.where(order < first, interp, nearest)
     return torch.where(order == first, dflt.expand_as(out), out)
+
+
+def _value(x):
+    """Plain number for control flow (never part of the graph)."""
+    return float(x.detach()) if torch.is_tensor(x) else float(x)
 
 
 def _nearest_F(crystal, h0, k0, l0, dflt):
@@ -117,14 +124,13 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     else:
         omega = ps * ps / airpath / airpath * geo["close_distance"] / airpath
     T = pos.shape[1]
-    thick = detector.t(detector.thickness)
-    if detector.thicksteps and float(detector.thickness) != 0.0:
+    if detector.thicksteps and _value(detector.thickness) != 0.0:
         parallax = dot(diffracted, geo["odet"])
         step_mu = detector.t(detector.thickstep) * detector.t(detector.mu)
         layer = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
         capture = torch.exp(-layer * step_mu / parallax) - torch.exp(-(layer + 1) * step_mu / parallax)
     else:
-        capture = torch.ones_like(airpath) + 0 * thick
+        capture = torch.ones_like(airpath[:, :1, :1]).expand_as(airpath)
 
     # scattering vector for every (pixel, layer, sub-pixel, source): (n, T, S, N, 3)
     d = diffracted.unsqueeze(-2)
@@ -169,7 +175,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if running or state.enabled:
         # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
         skip = ~src_ok[..., None, None].expand_as(h)
-        if float(flags.water_background) == 0.0:
+        if _value(flags.water_background) == 0.0:
             skip = skip | (f_latt.detach() == 0)
     f_cell = structure_factors(crystal, h, k, l, skip, state)
     term = f_cell * f_cell * f_latt * f_latt
@@ -216,6 +222,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         value = value * omega[:, 0, 0]
     if not diagnostics:
         return value, dict(omega=omega)
+    f_cell = f_cell.expand_as(h)
     diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=h, k=k, l=l,
                 f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted)
     return value, diag

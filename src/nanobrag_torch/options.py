@@ -6,6 +6,7 @@ errors); the effects of the options are applied by `settings.py` exactly as nano
 import difflib
 import math
 
+from .cnum import atoi
 from .errors import UsageError
 
 F, I, S = "float", "int", "str"
@@ -50,6 +51,16 @@ OPTIONS = {
     "dtype": ("dtype",), "device": ("device",), "nthreads": (I,), "trace_pixel": (I, I),
 }
 
+# values nanoBragg.c would run on with into a meaningless image, a division by zero or a crash
+POSITIVE = {"lambda", "wave", "wavelength", "energy", "pixel", "pixel_size", "detpixels", "detpixels_f",
+            "detpixels_s", "detpixels_x", "detpixels_y", "detsize", "detsize_f", "detsize_s", "detsize_x",
+            "detsize_y"}
+NON_NEGATIVE = {"N", "Na", "Nb", "Nc", "mosaic_dom", "mosaic_domains", "phisteps", "dispsteps", "hdivsteps",
+                "vdivsteps", "divsteps", "detector_thicksteps", "thicksteps", "fluence", "flux", "water", "nthreads"}
+NON_ZERO = {"distance", "close_distance"}  # the detector plane would pass through the sample
+C_INT_MAX = 2**31 - 1
+MAX_THREADS = 1024  # torch crashes (segfault) when asked for ~100000 threads
+
 OWN_FLAGS = {"--debug", "-debug"}
 HELP = {"-h", "-help", "--help"}
 
@@ -61,20 +72,45 @@ def _bad(option, message):
 def _number(option, token, kind):
     if token is None:
         _bad(option, "missing value")
+    plain = "_" not in token and token.isascii()  # Python reads '1_0' and non-ASCII digits; C does not
     try:
+        if not plain:
+            raise ValueError
         value = int(token) if kind == I else float(token)
     except ValueError:
-        if kind == I:
+        if kind == I and plain:
             try:
                 as_float = float(token)
             except ValueError:
                 as_float = None
-            if as_float is not None and math.isfinite(as_float) and as_float == int(as_float):
-                return int(as_float)
+            # '5.0' is fine, but not '1e3': nanoBragg's atoi would read 1 from it
+            if as_float is not None and math.isfinite(as_float) and as_float == int(as_float) \
+                    and atoi(token) == int(as_float):
+                return _in_range(option, token, int(as_float))
         _bad(option, f"expected {'an integer' if kind == I else 'a number'}, got '{token}'")
     if kind == F and not math.isfinite(value):
         _bad(option, f"value must be finite, got '{token}'")
+    return _in_range(option, token, value) if kind == I else value
+
+
+def _in_range(option, token, value):
+    if abs(value) > C_INT_MAX:
+        _bad(option, f"integer out of range, got '{token}'")
     return value
+
+
+def _check_sign(option, values):
+    for value in values:
+        if not isinstance(value, (int, float)):
+            continue
+        if option in POSITIVE and not value > 0:
+            _bad(option, f"must be positive, got {value:g}")
+        if option in NON_NEGATIVE and value < 0:
+            _bad(option, f"must not be negative, got {value:g}")
+        if option in NON_ZERO and value == 0:
+            _bad(option, "must not be zero")
+        if option == "nthreads" and value > MAX_THREADS:
+            _bad(option, f"at most {MAX_THREADS} threads, got {value}")
 
 
 def _is_number(token):
@@ -117,10 +153,10 @@ def validate(argv):
                 while i < len(argv) and len(values) < 6 and _is_number(argv[i]) and not argv[i].startswith("-"):
                     values.append(float(argv[i]))
                     i += 1
-                if not values:
-                    _bad(name, "expected 'a b c alpha beta gamma'")
                 if i < len(argv) and _is_number(argv[i]) and len(values) < 6:
                     _bad(name, "cell values must be positive")
+                if not values:
+                    _bad(name, "expected 'a b c alpha beta gamma'")
             elif kind == "misset":
                 if token is not None and token.lower().startswith("rand"):
                     values.append("random")
@@ -150,5 +186,6 @@ def validate(argv):
                     _bad(name, f"expected cpu, cuda or auto, got '{token}'" if token else "missing value")
                 values.append(token)
                 i += 1
+        _check_sign(name, values)
         seen[name] = values
     return seen

@@ -49,7 +49,7 @@ def sincg_pi(h, n):
     which is smooth everywhere (exact n at integer h) and costs one cos instead of two sines."""
     count = _integer_count(n)
     if count is None:
-        return sincg(math.pi * h, n)
+        return _sincg_pi_reduced(h, n)
     c = torch.cos(math.pi * h)
     if count == 1:
         return torch.ones_like(c)
@@ -58,6 +58,30 @@ def sincg_pi(h, n):
     for _ in range(count - 2):
         prev, cur = cur, two_c * cur - prev
     return cur
+
+
+# |h - round(h)| below this takes the limit formula; the reduced ratio is accurate right down to it
+_REDUCED_EPS = 1e-10
+
+
+def _sincg_pi_reduced(h, n):
+    """sin(n pi h) / sin(pi h) for a real-valued or differentiable n.
+
+    Both sines are taken of reduced arguments (h = k + d, n k = j + f with k, j integers), so the
+    ratio keeps full precision next to integer h instead of cancelling digits of sin(pi h); at
+    integer h the L'Hopital limit n cos(n pi h) / cos(pi h) is used (exact n at h = 0)."""
+    k = torch.round(h.detach())
+    d = h - k
+    nk = n * k
+    j = torch.round(nk.detach())
+    f = nk - j
+    sign = 1.0 - 2.0 * torch.remainder(j - k, 2.0)
+    arg = math.pi * (f + n * d)
+    small = d.abs() < _REDUCED_EPS
+    den = torch.sin(math.pi * torch.where(small, torch.ones_like(d) * 0.5, d))
+    ratio = torch.sin(arg) / den
+    limit = n * torch.cos(arg) / torch.cos(math.pi * torch.where(small, d, torch.zeros_like(d)))
+    return sign * torch.where(small, limit, ratio)
 
 
 def sinc3_sq(u):
@@ -117,6 +141,8 @@ def polarization_factor(kahn, incident, diffracted, axis):
     cos2t = dot(incident, diffracted)
     cos2t_sqr = cos2t * cos2t
     sin2t_sqr = 1 - cos2t_sqr
+    if isinstance(kahn, (int, float)) and kahn == 0.0:
+        return 0.5 * (1.0 + cos2t_sqr)  # unpolarized: the E-vector angle drops out
     b_in, _ = unitize(cross(axis.expand_as(incident), incident))
     e_in, _ = unitize(cross(incident, b_in))
     e_out = dot(diffracted, e_in)

@@ -5,8 +5,16 @@ pixel count, beam centre per convention, step counts vs ranges) come out the sam
 """
 import math
 
+from .errors import UsageError
 from .geometry.conventions import CONVENTIONS
 from .settings import RTD
+
+
+def _count(x, what):
+    """ceil(x) as a count; nanoBragg keeps counts in a C int, so larger ones are refused."""
+    if not x < 2**31:  # also inf and nan
+        raise UsageError(f"{what}: more than 2^31 steps")
+    return int(math.ceil(x))
 
 
 def _isnan(x):
@@ -23,8 +31,8 @@ def detector_and_beam(v, say):
         v.detsize_f = v.pixel_size * v.fpixels
     if v.spixels:
         v.detsize_s = v.pixel_size * v.spixels
-    v.fpixels = int(math.ceil(v.detsize_f / v.pixel_size - 0.5))
-    v.spixels = int(math.ceil(v.detsize_s / v.pixel_size - 0.5))
+    v.fpixels = _count(v.detsize_f / v.pixel_size - 0.5, "-detsize/-pixel: detector pixels")
+    v.spixels = _count(v.detsize_s / v.pixel_size - 0.5, "-detsize/-pixel: detector pixels")
 
     if v.flux != 0.0 and v.exposure > 0.0 and v.beamsize >= 0:
         v.fluence = v.flux * v.exposure / v.beamsize / v.beamsize
@@ -95,7 +103,7 @@ def detector_and_beam(v, say):
     v.vert, _ = _unit([b[1] * p[2] - b[2] * p[1], b[2] * p[0] - b[0] * p[2], b[0] * p[1] - b[1] * p[0]])
 
 
-def _steps(count, rng, step, none_range=0.0, auto_range=1.0, single_range=None):
+def _steps(count, rng, step, none_range=0.0, auto_range=1.0, single_range=None, what="range/step"):
     """Resolve (steps, range, step size) like nanoBragg's divergence/dispersion logic."""
     if count <= 0:
         if rng < 0.0:
@@ -104,7 +112,7 @@ def _steps(count, rng, step, none_range=0.0, auto_range=1.0, single_range=None):
             return 2, step, step
         if step <= 0.0:
             return 2, rng, rng if single_range is None else single_range(rng)
-        return int(math.ceil(rng / step)), rng, step
+        return _count(rng / step, what), rng, step
     if rng < 0.0:
         if step <= 0.0:
             return count, auto_range, auto_range / count
@@ -126,7 +134,7 @@ def sampling(v, say):
         elif v.phistep <= 0.0:
             v.phisteps, v.phistep = 2, v.osc / 2.0
         else:
-            v.phisteps = int(math.ceil(v.osc / v.phistep))
+            v.phisteps = _count(v.osc / v.phistep, "-osc/-phistep")
     else:
         if v.phisteps == 0:
             v.phisteps = 1
@@ -139,12 +147,12 @@ def sampling(v, say):
         elif v.phistep < 0.0:
             v.phistep = v.osc / v.phisteps
 
-    v.hdivsteps, v.hdivrange, v.hdivstep = _steps(v.hdivsteps, v.hdivrange, v.hdivstep)
-    v.vdivsteps, v.vdivrange, v.vdivstep = _steps(v.vdivsteps, v.vdivrange, v.vdivstep)
-    v.dispsteps, v.dispersion, v.dispstep = _steps(v.dispsteps, v.dispersion, v.dispstep)
+    v.hdivsteps, v.hdivrange, v.hdivstep = _steps(v.hdivsteps, v.hdivrange, v.hdivstep, what="-hdivrange/-hdivstep")
+    v.vdivsteps, v.vdivrange, v.vdivstep = _steps(v.vdivsteps, v.vdivrange, v.vdivstep, what="-vdivrange/-vdivstep")
+    v.dispsteps, v.dispersion, v.dispstep = _steps(v.dispsteps, v.dispersion, v.dispstep, what="-dispersion/-dispstep")
     # detector layers: a range alone gives 2 layers of half the thickness; steps alone 0.5 um
     t = _steps(v.detector_thicksteps, v.detector_thick, v.detector_thickstep,
-               auto_range=0.5e-6, single_range=lambda r: r / 2)
+               auto_range=0.5e-6, single_range=lambda r: r / 2, what="-detector_thick/-thickstep")
     v.detector_thicksteps, v.detector_thick, v.detector_thickstep = t
     if v.detector_thick > 0.0 and v.detector_mu < 0.0:
         v.detector_mu = 1.0 / v.detector_thick

@@ -14,6 +14,7 @@ from .geometry.vectors import dot
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
 from .io.sources import read_sources
+from .io.stol import read_stol
 from .resolve import detector_and_beam, sampling
 from .settings import RTD
 from .simulator import Beam, Simulation
@@ -49,25 +50,66 @@ def check_physical(v):
         ok = all(0 < x < math.pi for x in (al, be, ga)) and al + be + ga < 2 * math.pi \
             and al < be + ga and be < al + ga and ga < al + be
         checks.append((ok, "-cell: these angles do not make a unit cell"))
+    checks.append((v.distance != 0 and v.close_distance != 0, "-distance: the detector cannot pass through the sample"))
+    # an -img/-mask header can bring in values the option parser would have refused
+    for name, x in (("-distance", v.distance), ("-close_distance", v.close_distance), ("-Xbeam", v.Xbeam),
+                    ("-Ybeam", v.Ybeam), ("-ORGX", v.ORGX), ("-ORGY", v.ORGY), ("-phi", v.phi0), ("-osc", v.osc)):
+        checks.append((not math.isinf(x) and (name != "-distance" or x == x), f"{name}: value must be finite"))
+    # a zero -odet_vector is fine: nanoBragg then makes it from fdet x sdet
     for name, vec in (("-beam_vector", "beam"), ("-fdet_vector", "fdet"), ("-sdet_vector", "sdet"),
-                      ("-polar_vector", "polar_vector"), ("-spindle_axis", "spindle")):
+                      ("-polar_vector", "polar_vector"), ("-spindle_axis", "spindle"),
+                      ("-twotheta_axis", "twotheta_axis")):
         checks.append((any(c != 0 for c in getattr(v, vec)), f"{name}: zero-length vector"))
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)
 
 
+def _memory_bytes():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
 def check_detector_size(v):
     if v.fpixels <= 0 or v.spixels <= 0:
         raise UsageError("-detpixels/-detsize: the detector must have at least one pixel")
     need = v.fpixels * v.spixels * 16  # float64 image, float32 copy, integer images
-    try:
-        avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        avail = 1 << 40
+    avail = _memory_bytes()
     if need > avail // 2:
         raise UsageError("detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
                          % (v.fpixels, v.spixels, need / 1e9, avail / 1e9))
+
+
+BYTES_PER_TERM = 256  # measured engine peak per (pixel x sampling term), rounded up
+
+
+def check_work(v, sources):
+    """The engine renders at least one whole pixel at a time: refuse, before allocating anything,
+    sampling so fine that the terms of one pixel cannot be held in memory."""
+    counts = [max(int(c), 1) for c in (sources, v.mosaic_domains, v.phisteps, v.oversample, v.detector_thicksteps)]
+    terms = counts[0] * counts[1] * counts[2] * counts[3] ** 2 * counts[4]
+    need, avail = terms * BYTES_PER_TERM, _memory_bytes()
+    if need > avail // 2:
+        raise UsageError("%d sampling terms per pixel (%d sources x %d mosaic domains x %d phi steps x %d^2 "
+                         "sub-pixels x %d layers) would need %.1f GB; this machine has %.1f GB"
+                         % (terms, *counts, need / 1e9, avail / 1e9))
+
+
+def check_roi_and_mask(v):
+    """An empty -roi would render nothing (nanoBragg.c writes a blank image); a ROI reaching past
+    the edge is clipped, as in nanoBragg.c. A -mask must match the detector."""
+    x0, x1, y0, y1 = v.roi
+    if x0 > x1 or y0 > y1:
+        raise UsageError("-roi %d %d %d %d: xmin > xmax or ymin > ymax (the region is empty)" % tuple(v.roi))
+    if x0 >= v.fpixels or y0 >= v.spixels:
+        raise UsageError("-roi %d %d %d %d: the region lies outside the %dx%d-pixel detector"
+                         % (*v.roi, v.fpixels, v.spixels))
+    mask = getattr(v, "mask_image", None)
+    if mask is not None and mask.shape != (v.spixels, v.fpixels):
+        raise InputFileError(f"{v.maskfile}: mask is {mask.shape[1]}x{mask.shape[0]} pixels "
+                             f"but the detector is {v.fpixels}x{v.spixels}")
 
 
 def build(v, say):
@@ -77,6 +119,7 @@ def build(v, say):
     v.rng_table = rng.new_table()
     detector_and_beam(v, say)
     check_detector_size(v)
+    check_roi_and_mask(v)
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
     fdump_present = v.hklfile is None and os.path.exists(v.dumpfile)
     if v.hklfile is None and not fdump_present and v.default_F == 0.0:
@@ -86,6 +129,12 @@ def build(v, say):
     if v.nthreads > 0:
         torch.set_num_threads(v.nthreads)
     sampling(v, say)
+    check_work(v, 1 if v.sourcefile else v.hdivsteps * v.vdivsteps * v.dispsteps)
+    # read the remaining input files now: a bad one must fail before Fdump.bin is written
+    source_report = []
+    sources = make_sources(v, source_report.append)
+    if v.stolfile is not None:
+        read_stol(v.stolfile)
     dtype = torch.float32 if v.dtype == "float32" else torch.float64
     device = pick_device(v.device)
 
@@ -132,12 +181,14 @@ def build(v, say):
     say("crystal is %g x %g x %g microns" % (xa * 1e6, xb_ * 1e6, xc * 1e6))
     xmax = max(xa, xb_, xc)
     recip_pixel = v.lambda0 * v.distance / v.pixel_size
-    recommended = int(math.ceil(3.0 * xmax / recip_pixel))
+    ratio = 3.0 * xmax / recip_pixel if recip_pixel != 0 else math.inf
+    recommended = int(math.ceil(ratio)) if ratio < 2**31 else 2**31 - 1  # C keeps it in an int
     if recommended <= 0:
         recommended = 1
     if v.oversample <= 0:
         v.oversample = recommended
         say("auto-selected %d-fold oversampling" % v.oversample)
+    check_work(v, v.nsources)
     if v.oversample < recommended:
         say("WARNING: maximum dimension of sample is %g A" % (xmax * 1e10))
         say("         but reciprocal pixel size is %g A" % (recip_pixel * 1e10))
@@ -149,12 +200,16 @@ def build(v, say):
     grid = load_structure_factors(v, say, fdump_present)
     if grid is None or grid.count == 0:
         v.interpolate = 0
+    if v.stolfile is not None:
+        say("reading %s" % v.stolfile)
     for t in range(v.detector_thicksteps):
         say("thick%d = %g um" % (t, v.detector_thickstep * t * 1e6))
     for p in range(v.phisteps):
         say("phi%d = %g" % (p, (v.phi0 + v.phistep * p) * RTD))
 
-    positions, weights, wavelengths = make_sources(v, say)
+    for line in source_report:
+        say(line)
+    positions, weights, wavelengths = sources
     umats = rng.mosaic_umats(v.mosaic_spread, v.mosaic_domains, v.mosaic_seed, table=v.rng_table)
     say("  created a total of %d mosaic domains" % v.mosaic_domains)
     if v.oversample <= 0:

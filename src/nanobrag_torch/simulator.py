@@ -4,6 +4,7 @@ Holds the physical models (Detector, Crystal, beam/sources) as tensors and rende
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +13,30 @@ from .engine import Flags, InterpolationState, render
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
 DEFAULT_TERM_BUDGET = 1 << 20
+# below this many (pixel x term) evaluations compiling costs more than it saves
+COMPILE_MIN_WORK = 5e7
+_COMPILED = {}
+
+
+def compile_available():
+    if "ok" not in _COMPILED:
+        flag = os.environ.get("NANOBRAGG_COMPILE", "auto").lower()
+        _COMPILED["ok"] = flag not in ("0", "off", "no", "false") and hasattr(torch, "compile")
+    return _COMPILED["ok"]
+
+
+def compiled_render():
+    if "fn" not in _COMPILED:
+        # compile in-process: a pool of compile workers would multiply peak memory
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        _COMPILED["fn"] = torch.compile(render, dynamic=False)
+    return _COMPILED["fn"]
+
+
+def _pad(index, size):
+    if index.numel() == size:
+        return index
+    return torch.cat((index, index[-1:].expand(size - index.numel())))
 
 
 @dataclass
@@ -25,6 +50,24 @@ class Beam:
     kahn: object = 0.0
     nopolar: bool = False
     fluence: object = 1.25932015286227086e29
+    lambda0: object = None  # central wavelength (m) and fractional bandpass that the wavelengths
+    dispersion: object = 0.0  # were made from (used to make them differentiable)
+
+    @classmethod
+    def monochromatic(cls, wavelength_A=1.0, dispersion_pct=0.0, dispsteps=1, direction=(1.0, 0.0, 0.0),
+                      polar_axis=(0.0, 0.0, 1.0), kahn=0.0, nopolar=False, fluence=1.25932015286227086e29,
+                      dtype=torch.float64, device="cpu"):
+        """One beam direction (default MOSFLM's +x), optionally with nanoBragg's flat bandpass:
+        `dispsteps` wavelengths spread evenly over +/- dispersion_pct / 2 percent."""
+        lam0, disp = wavelength_A * 1e-10, dispersion_pct / 100.0
+        steps = max(int(dispsteps), 1) if disp > 0 else 1
+        step = disp / (steps - 1) if steps > 1 else 0.0
+        lams = [lam0 * (1.0 + step * i - disp / 2.0) for i in range(steps)] if steps > 1 else [lam0]
+        d = torch.as_tensor(direction, dtype=torch.float64)
+        dirs = (-d / torch.linalg.norm(d)).repeat(steps, 1)
+        t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)
+        return cls(source_dirs=t(dirs), wavelengths=t(lams), weights=None, polar_axis=tuple(polar_axis), kahn=kahn,
+                   nopolar=nopolar, fluence=fluence, lambda0=lam0, dispersion=disp if steps > 1 else 0.0)
 
     def weight_factor(self):
         if self.weights is None:
@@ -40,11 +83,22 @@ class Simulation:
     detector: object
     crystal: object
     beam: Beam
-    flags: Flags
+    flags: Flags = None  # None: made from the beam (fluence, polarization) and the sampling counts
     roi: tuple = None  # (xmin, xmax, ymin, ymax) inclusive, like nanoBragg
     mask: torch.Tensor = None  # (spixels, fpixels) bool, True = render
     term_budget: int = DEFAULT_TERM_BUDGET
+    use_compile: object = None  # None: automatic (large runs without autograd); True/False force it
     stats: dict = field(default_factory=dict)
+    # differentiable parameters (api.Parameters) written into the models before each render
+    parametrization: object = None
+
+    def __post_init__(self):
+        if self.flags is None:
+            steps = (self.beam.wavelengths.numel() * self.crystal.domains * self.crystal.phisteps
+                     * self.detector.oversample ** 2)
+            self.flags = Flags(nopolar=self.beam.nopolar, kahn=self.beam.kahn, fluence=self.beam.fluence,
+                               steps=steps)
+        self.crystal = self.crystal.to(self.detector.dtype, self.detector.device)
 
     def terms_per_pixel(self):
         d = self.detector
@@ -59,6 +113,8 @@ class Simulation:
         return InterpolationState(self.crystal.interpolate, first)
 
     def _prepared(self):
+        if self.parametrization is not None:
+            self.parametrization.apply(self)
         geo = self.detector.geometry()
         t = self.detector.t
         geo["polar_axis"] = t(self.beam.polar_axis)
@@ -73,21 +129,56 @@ class Simulation:
         return geo, incident, wl, wf, rot, first
 
     def render_pixels(self, slow, fast, state=None, prepared=None, diagnostics=False):
-        """Values for explicit pixels (1-D index tensors), rendered in bounded chunks."""
+        """Values for explicit pixels (1-D index tensors), rendered in bounded chunks.
+
+        With diagnostics=True also returns the engine's per-chunk intermediate quantities."""
         prepared = prepared or self._prepared()
-        geo, incident, wl, wf, rot, _ = prepared
         state = state or self.new_state(prepared)
-        out, diags = [], []
+        values, diags, _ = self._render(slow, fast, state, prepared, diagnostics)
+        return (values, diags) if diagnostics else values
+
+    def _render(self, slow, fast, state, prepared, diagnostics):
+        geo, incident, wl, wf, rot, _ = prepared
+        out, diags, omega_sum = [], [], 0.0
         step = self.chunk_size()
         for start in range(0, slow.numel(), step):
             s, f = slow[start:start + step], fast[start:start + step]
+            n = s.numel()
+            fn = render
+            if not diagnostics and self._compile_ok(state):
+                fn = compiled_render()
+                # a fixed chunk shape keeps one compiled kernel for the whole run
+                s, f = _pad(s, step), _pad(f, step)
             pos = self.detector.positions(geo, f, s)
-            value, diag = render(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags, state)
-            out.append(value)
+            value, diag = fn(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags, state,
+                             diagnostics=diagnostics)
+            out.append(value[:n])
+            om = diag["omega"].detach()[:n]
+            per_pixel = om.sum((1, 2)) if self.flags.oversample_omega else om[:, 0, 0] * om[0].numel()
+            omega_sum += float(per_pixel.sum())
             if diagnostics:
                 diags.append(diag)
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
-        return (values, diags) if diagnostics else values
+        return values, diags, omega_sum
+
+    def _compile_ok(self, state):
+        """Fuse the kernel with torch.compile when it pays off and nothing needs autograd."""
+        if self.use_compile is False or state.enabled or state.phi_first_pending or torch.is_grad_enabled():
+            return False
+        if self.use_compile is True:
+            return True
+        d = self.detector
+        work = d.spixels * d.fpixels * self.terms_per_pixel()
+        return work >= COMPILE_MIN_WORK and compile_available()
+
+    def roi_image(self, x0, x1, y0, y1):
+        """Image of the pixels x0..x1 (fast) by y0..y1 (slow), inclusive like -roi: (y1-y0+1, x1-x0+1)."""
+        dev = self.detector.device
+        rows = torch.arange(y0, y1 + 1, device=dev)
+        cols = torch.arange(x0, x1 + 1, device=dev)
+        slow = rows.repeat_interleave(cols.numel())
+        fast = cols.repeat(rows.numel())
+        return self.render_pixels(slow, fast).reshape(rows.numel(), cols.numel())
 
     def run(self, progress=None):
         """Whole image (spixels, fpixels); pixels outside the ROI or masked stay 0."""
@@ -110,10 +201,8 @@ class Simulation:
             if self.mask is not None:
                 keep = self.mask[slow, fast]
                 slow, fast = slow[keep], fast[keep]
-            values, diags = self.render_pixels(slow, fast, state, prepared, diagnostics=True)
-            for dg in diags:
-                om = dg["omega"].detach()
-                omega_sum += float(om.sum() if self.flags.oversample_omega else om[:, :1, :1].sum() * om[0].numel())
+            values, _, chunk_omega = self._render(slow, fast, state, prepared, False)
+            omega_sum += chunk_omega
             pieces.append((slow * d.fpixels + fast, values))
             if progress is not None:
                 progress(min(r0 + rows_per_chunk, rows.numel()) / max(1, rows.numel()))

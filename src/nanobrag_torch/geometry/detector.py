@@ -3,10 +3,12 @@
 Mirrors nanoBragg's two pivots: BEAM keeps the direct-beam spot (Fbeam, Sbeam) fixed while
 the detector rotates; SAMPLE keeps the near point (Fclose, Sclose) at close_distance.
 """
+import math
 from dataclasses import dataclass, field
 
 import torch
 
+from .conventions import CONVENTIONS
 from .vectors import dot, rotate_axis, rotate_xyz
 
 DBL_MIN = 2.2250738585072014e-308
@@ -45,6 +47,38 @@ class Detector:
     dtype: torch.dtype = torch.float64
     device: object = "cpu"
     _cache: dict = field(default=None, repr=False)
+
+    @classmethod
+    def mosflm(cls, distance_mm=100.0, pixel_mm=0.1, fpixels=1024, spixels=None, beam_mm=None,
+               rotations_deg=(0.0, 0.0, 0.0), twotheta_deg=0.0, thickness_um=0.0, thicksteps=2,
+               attenuation_um=None, oversample=1, point_pixel=False, curved=False,
+               dtype=torch.float64, device="cpu"):
+        """Detector in nanoBragg's MOSFLM convention (beam along +x, pivot about the beam spot).
+
+        beam_mm = (Xbeam, Ybeam): MOSFLM beam centre (Xbeam along the slow axis), default the
+        detector centre; rotations_deg: -detector_rotx/y/z; thickness_um/thicksteps/attenuation_um:
+        sensor thickness, layers and attenuation depth (default depth = thickness, as nanoBragg)."""
+        conv = CONVENTIONS["MOSFLM"]
+        spixels = spixels or fpixels
+        ps = pixel_mm * 1e-3
+        if beam_mm is None:
+            xbeam, ybeam = (spixels * ps + ps) / 2.0, (fpixels * ps + ps) / 2.0
+        else:
+            xbeam, ybeam = beam_mm[0] * 1e-3, beam_mm[1] * 1e-3
+        thick = thickness_um * 1e-6
+        layers, step, mu = 1, 0.0, 0.0
+        if thick > 0:
+            layers = max(int(thicksteps), 2)
+            step = thick / (layers - 1)
+            mu = 1.0 / (attenuation_um * 1e-6 if attenuation_um else thick)
+        fl = lambda v: tuple(float(c) for c in v)
+        return cls(fpixels=int(fpixels), spixels=int(spixels), pixel_size=ps, fdet=fl(conv["fdet"]),
+                   sdet=fl(conv["sdet"]), odet=fl(conv["odet"]), beam=fl(conv["beam"]),
+                   twotheta_axis=fl(conv["twotheta_axis"]), pivot="beam", distance=distance_mm * 1e-3,
+                   Fbeam=ybeam + 0.5 * ps, Sbeam=xbeam + 0.5 * ps, rotx=math.radians(rotations_deg[0]),
+                   roty=math.radians(rotations_deg[1]), rotz=math.radians(rotations_deg[2]),
+                   twotheta=math.radians(twotheta_deg), curved=curved, point_pixel=point_pixel, thickness=thick,
+                   thicksteps=layers, thickstep=step, mu=mu, oversample=int(oversample), dtype=dtype, device=device)
 
     def t(self, x):
         if isinstance(x, torch.Tensor):

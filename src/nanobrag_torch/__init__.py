@@ -1,0 +1,16 @@
+"""nanobrag_torch: a differentiable, vectorized PyTorch reimplementation of nanoBragg.
+
+The Python API (see README, "Python API") is importable from the package; it is loaded on first
+use so that `python -m nanobrag_torch` and the small modules stay quick to import.
+"""
+_API = ("Beam", "Crystal", "Detector", "Flags", "Parameters", "SPECS", "Simulation", "available_parameters",
+        "from_args", "parameters", "release", "simulate")
+
+__all__ = list(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'nanobrag_torch' has no attribute {name!r}")

@@ -1,0 +1,81 @@
+"""Python API: simulations from nanoBragg arguments or from Python objects, rendered as tensors.
+
+    sim = from_args(["-cell", "70", "80", "90", "75", "85", "95", "-default_F", "100", ...])
+    image = simulate(sim)                      # == the command line's float image
+    p = parameters(sim, "cell", "distance")    # float64 leaves; gradients flow from the image
+    simulate(sim).sum().backward(); p["cell"].grad
+
+Models: `Detector.mosflm(...)`, `Crystal.from_cell(...)` / `Crystal.from_matrix(...)`,
+`Beam.monochromatic(...)`, then `Simulation(detector, crystal, beam)`.
+"""
+import os
+import tempfile
+
+import torch
+
+from .crystal import Crystal
+from .engine import Flags
+from .errors import InputFileError
+from .geometry.detector import Detector
+from .differentiable import SPECS, Parameters, available_parameters, parameters, release
+from .simulator import Beam, Simulation
+
+__all__ = ["Beam", "Crystal", "Detector", "Flags", "Parameters", "SPECS", "Simulation", "available_parameters",
+           "from_args", "parameters", "release", "simulate"]
+
+_DTYPES = {torch.float32: "float32", torch.float64: "float64", "float32": "float32", "float64": "float64"}
+
+
+def _quiet(text):
+    pass
+
+
+def from_args(args, device=None, dtype=None, write_fdump=False):
+    """The Simulation that the command line builds for `args` (nanoBragg options, strings or numbers).
+
+    Files are read relative to the current folder. device/dtype override -device/-dtype. Output
+    options are accepted and ignored; with write_fdump=False an -hkl file does not leave an
+    Fdump.bin behind. The resolved nanoBragg settings are kept as `sim.settings`."""
+    from . import cli, setup
+
+    args = [str(a) for a in args]
+    v = cli.load_settings(args, _quiet)
+    if dtype is not None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, not {dtype!r}")
+        v.dtype = _DTYPES[dtype]
+    if device is not None:
+        v.device = str(device)
+    with tempfile.TemporaryDirectory() as scratch:
+        if v.hklfile is not None and not write_fdump:
+            v.dumpfile = os.path.join(scratch, "Fdump.bin")
+        sim = setup.build(v, _quiet)
+    if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
+        raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "
+                             f"but the detector is {v.fpixels}x{v.spixels}")
+    _attach_lattice_definition(sim.crystal, v)
+    sim.settings = v
+    return sim
+
+
+def _attach_lattice_definition(crystal, v):
+    """Record what the lattice was computed from (the command line's cell/matrix/misset rules)
+    so that it can be recomputed from differentiable values."""
+    from .io.matrix import read_mosflm_matrix
+
+    f64 = lambda x: torch.tensor(x, dtype=torch.float64)
+    if v.user_cell:
+        a = v.cell[0]
+        b = v.cell[1] if v.cell[1] > 0 else a
+        c = v.cell[2] if v.cell[2] > 0 else a
+        angles = [x if x > 0 else torch.pi / 2 for x in v.cell[3:]]
+        crystal.cell = f64([a, b, c, *angles])
+    if v.matfile is not None:
+        crystal.mat = f64(read_mosflm_matrix(v.matfile).T / (v.lambda0 * 1e10))
+    if v.misset[0] > 0:
+        crystal.misset = f64(list(v.misset[1:]))
+
+
+def simulate(sim):
+    """The float image (spixels, fpixels) on the simulation's device and dtype (differentiable)."""
+    return sim.run()

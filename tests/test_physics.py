@@ -191,8 +191,6 @@ def test_sincg_gradient_matches_analytic_derivative(n, x):
     assert grad(lambda t: sincg(t, n), x) == pytest.approx(analytic, rel=1e-7, abs=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="sincg's limit branch (|sin x| < 1e-6) returns N cos(Nx)/cos(x), whose "
-                   "slope next to a peak is 3x the true slope -N(N^2-1)e/3 (values agree to ~N^3 e^2)")
 @pytest.mark.parametrize("e", [1e-7, 3e-7])
 def test_sincg_gradient_right_next_to_the_peak(e):
     # sin(5x)/sin(x) = 5 (1 - 4 e^2 + ...) around x = pi + e, so the slope is -40 e

@@ -7,9 +7,6 @@ import math
 
 import torch
 
-# sin(x) below this is treated as a zero of the grating function (limit formula is used);
-# the two formulas then agree to ~N^2 * 1e-12 relative.
-_SINCG_EPS = 1e-6
 _SINC3_EPS = 1e-3
 # volume ratio correction between a cube and a sphere used by nanoBragg's ROUND shape
 ROUND_SCALE = 0.723601254558268
@@ -18,14 +15,11 @@ TOPHAT_RADIUS_SQR = 0.3969
 
 
 def sincg(x, n):
-    """Fourier transform of a 1-D grating of n slits: sin(n x) / sin(x); n at x = 0."""
-    s = torch.sin(x)
-    small = s.abs() < _SINCG_EPS
-    safe_s = torch.where(small, torch.ones_like(s), s)
-    ratio = torch.sin(n * x) / safe_s
-    # L'Hopital at the zeros of sin(x): n cos(n x) / cos(x); exact n at x = 0.
-    limit = n * torch.cos(n * x) / torch.cos(torch.where(small, x, torch.zeros_like(x)))
-    return torch.where(small, limit, ratio)
+    """Fourier transform of a 1-D grating of n slits: sin(n x) / sin(x); n at x = 0.
+
+    Same evaluation as sincg_pi: the Chebyshev form for integer n (exact values and slopes at
+    the zeros of sin(x)), reduced arguments otherwise."""
+    return sincg_pi(x / math.pi, n)
 
 
 # integer cell counts up to this use the Chebyshev form (one cos, no division, no singularity)

@@ -45,19 +45,28 @@ class InterpolationState:
         self.phi_first_pending = phi_first_rot is not None
 
 
+def _miller(q, vectors):
+    """h, k, l = q . a, q . b, q . c for every lattice orientation: vectors (K, 3, 3) -> (..., K)."""
+    qx, qy, qz = q[..., 0:1], q[..., 1:2], q[..., 2:3]
+    return tuple(qx * vectors[:, v, 0] + qy * vectors[:, v, 1] + qz * vectors[:, v, 2] for v in range(3))
+
+
 def _first_term_true_phi(hkl, q, src_ok, state):
-    """Give the first rendered (pixel, layer, sub-pixel, source) its true phi = 0 orientation."""
+    """Give the first rendered (pixel, layer, sub-pixel, source) its true phi = 0 orientation.
+
+    hkl: (h, k, l), each (..., P*M) with phi-major order, so phi = 0 is the first M entries."""
     ok = src_ok.reshape(-1)
     hits = torch.nonzero(ok)
     if hits.numel() == 0:
         return hkl
     pick = torch.zeros(ok.numel(), dtype=torch.bool, device=ok.device)
     pick[int(hits[0])] = True
-    pick = pick.reshape(src_ok.shape)[..., None, None, None]
-    exact = torch.einsum("...x,mvx->...mv", q, state.phi_first_rot)
-    first_phi = torch.cat((torch.where(pick, exact.unsqueeze(-3), hkl[..., :1, :, :]), hkl[..., 1:, :, :]), -3)
+    pick = pick.reshape(src_ok.shape)[..., None]
+    domains = state.phi_first_rot.shape[0]
+    exact = _miller(q, state.phi_first_rot)
     state.phi_first_pending = False
-    return first_phi
+    return tuple(torch.cat((torch.where(pick, e, x[..., :domains]), x[..., domains:]), -1)
+                 for e, x in zip(exact, hkl))
 
 
 def structure_factors(crystal, h, k, l, skip, state):
@@ -110,6 +119,20 @@ def _nearest_F(crystal, h0, k0, l0, dflt):
     return torch.where(inside, vals, dflt.expand_as(vals))
 
 
+def _omega_per_pixel(omega, flags):
+    """Each pixel's share of nanoBragg's solid-angle sum (its value is held for every sub-pixel)."""
+    if flags.oversample_omega:
+        return omega.sum((1, 2))
+    return omega[:, 0, 0] * (omega.shape[1] * omega.shape[2])
+
+
+def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
+    """render() for pixel indices: positions are built inside, so one fused call does it all."""
+    pos = detector.positions(geo, fast, slow)
+    return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
+                  diagnostics=False)
+
+
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
            diagnostics=True):
     """Photons for each pixel of a chunk.
@@ -152,35 +175,35 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         first_in = incident[0].expand_as(diffracted[:, 0, 0])
         polar_first = polarization_factor(flags.kahn, first_in, diffracted[:, 0, 0], axis)
 
-    if torch.compiler.is_compiling():
-        # written out so the compiler fuses it with everything downstream (and C's sum order)
-        qe = q[..., None, None, None, :]
-        hkl = qe[..., 0] * rot[..., 0] + qe[..., 1] * rot[..., 1] + qe[..., 2] * rot[..., 2]
-    else:
-        hkl = torch.einsum("...x,pmvx->...pmv", q, rot)
+    # Miller indices with (phi, domain) flattened last: a long contiguous inner axis that the
+    # compiler vectorizes; each index is summed in nanoBragg's x, y, z order
+    P, M = rot.shape[0], rot.shape[1]
+    h, k, l = _miller(q, rot.reshape(P * M, 3, 3))  # each (n, T, S, N, P*M)
     if state.phi_first_pending:
-        hkl = _first_term_true_phi(hkl, q, src_ok, state)
-    h, k, l = hkl.unbind(-1)  # (n, T, S, N, P, M)
+        h, k, l = _first_term_true_phi((h, k, l), q, src_ok, state)
     if crystal.shape == "square":
         f_latt = lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
     else:
-        dh = torch.stack([x - torch.ceil(x.detach() - 0.5) for x in (h, k, l)], -1)
-        dstar = torch.einsum("...i,ix->...x", dh, crystal.recip)
+        dh, dk, dl = (x - torch.ceil(x.detach() - 0.5) for x in (h, k, l))
+        rs = crystal.recip
+        dx = dh * rs[0, 0] + dk * rs[1, 0] + dl * rs[2, 0]
+        dy = dh * rs[0, 1] + dk * rs[1, 1] + dl * rs[2, 1]
+        dz = dh * rs[0, 2] + dk * rs[1, 2] + dl * rs[2, 2]
         f_latt = lattice_factor(crystal.shape, h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
-                                dstar_sqr=dot(dstar, dstar))
+                                dstar_sqr=dx * dx + dy * dy + dz * dz)
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
     running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
     skip = None
     if running or state.enabled:
         # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
-        skip = ~src_ok[..., None, None].expand_as(h)
+        skip = ~src_ok[..., None].expand_as(h)
         if _value(flags.water_background) == 0.0:
             skip = skip | (f_latt.detach() == 0)
     f_cell = structure_factors(crystal, h, k, l, skip, state)
     term = f_cell * f_cell * f_latt * f_latt
     if not running:
-        per_source = term.sum((-1, -2))  # (n, T, S, N)
+        per_source = term.sum(-1)  # (n, T, S, N)
         if weight_factor is not None:
             per_source = per_source * weight_factor
         if flags.dmin > 0:
@@ -188,7 +211,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         intensity = bg + per_source.reshape(n, -1).sum(-1)
     else:
         if weight_factor is not None:
-            term = term * weight_factor[:, None, None]
+            term = term * weight_factor[:, None]
         term = torch.where(skip, torch.zeros_like(term), term)
         mult = torch.ones(q.shape[:-1], dtype=q.dtype, device=q.device)
         if flags.oversample_thick:
@@ -197,7 +220,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
             mult = mult * polar
         if flags.oversample_omega:
             mult = mult * omega.unsqueeze(-1)
-        mult = torch.where(skip, torch.ones_like(term), mult[..., None, None].expand_as(term)).reshape(n, -1)
+        mult = torch.where(skip, torch.ones_like(term), mult[..., None].expand_as(term)).reshape(n, -1)
         # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
         suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
         intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
@@ -221,8 +244,9 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if not flags.oversample_omega:
         value = value * omega[:, 0, 0]
     if not diagnostics:
-        return value, dict(omega=omega)
-    f_cell = f_cell.expand_as(h)
-    diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=h, k=k, l=l,
-                f_cell=f_cell, f_latt=f_latt, intensity=intensity, airpath=airpath, diffracted=diffracted)
+        return value, dict(omega=omega, omega_pixel=_omega_per_pixel(omega, flags))
+    split = lambda x: x.expand_as(h).reshape(*h.shape[:-1], P, M)  # back to (..., phi, domain)
+    diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=split(h), k=split(k), l=split(l),
+                f_cell=split(f_cell), f_latt=split(f_latt), intensity=intensity, airpath=airpath,
+                diffracted=diffracted)
     return value, diag

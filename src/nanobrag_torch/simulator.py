@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .engine import Flags, InterpolationState, render
+from .engine import Flags, InterpolationState, _omega_per_pixel, render
+from .engine import render_pixels as engine_render_pixels
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
 DEFAULT_TERM_BUDGET = 1 << 20
@@ -29,7 +30,7 @@ def compiled_render():
     if "fn" not in _COMPILED:
         # compile in-process: a pool of compile workers would multiply peak memory
         os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-        _COMPILED["fn"] = torch.compile(render, dynamic=False)
+        _COMPILED["fn"] = torch.compile(engine_render_pixels, dynamic=False)
     return _COMPILED["fn"]
 
 
@@ -141,23 +142,33 @@ class Simulation:
         geo, incident, wl, wf, rot, _ = prepared
         out, diags, omega_sum = [], [], 0.0
         step = self.chunk_size()
-        for start in range(0, slow.numel(), step):
-            s, f = slow[start:start + step], fast[start:start + step]
+        bounds = list(range(0, slow.numel(), step))
+        if state.phi_first_pending and not diagnostics and slow.numel() > 1:
+            # only the very first term needs the eager path; the rest can use the fused kernel
+            bounds = [0, 1] + [b for b in range(1, slow.numel(), step)][1:]
+        ends = bounds[1:] + [slow.numel()]
+        omegas = []
+        for start, end in zip(bounds, ends):
+            s, f = slow[start:end], fast[start:end]
             n = s.numel()
-            fn = render
-            if not diagnostics and self._compile_ok(state):
-                fn = compiled_render()
-                # a fixed chunk shape keeps one compiled kernel for the whole run
-                s, f = _pad(s, step), _pad(f, step)
-            pos = self.detector.positions(geo, f, s)
-            value, diag = fn(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags, state,
-                             diagnostics=diagnostics)
-            out.append(value[:n])
-            om = diag["omega"].detach()[:n]
-            per_pixel = om.sum((1, 2)) if self.flags.oversample_omega else om[:, 0, 0] * om[0].numel()
-            omega_sum += float(per_pixel.sum())
             if diagnostics:
+                pos = self.detector.positions(geo, f, s)
+                value, diag = render(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags,
+                                     state, diagnostics=True)
                 diags.append(diag)
+                omega = _omega_per_pixel(diag["omega"].detach(), self.flags)
+            else:
+                fn = engine_render_pixels
+                if self._compile_ok(state):
+                    fn = compiled_render()
+                    # a fixed chunk shape keeps one compiled kernel for the whole run
+                    s, f = _pad(s, step), _pad(f, step)
+                value, small = fn(s, f, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags, state)
+                omega = small["omega_pixel"].detach()
+            out.append(value[:n])
+            omegas.append(omega[:n])
+        if omegas:
+            omega_sum = float(torch.cat(omegas).sum())
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
 

@@ -126,15 +126,43 @@ def _omega_per_pixel(omega, flags):
     return omega[:, 0, 0] * (omega.shape[1] * omega.shape[2])
 
 
-def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
-    """render() for pixel indices: positions are built inside, so one fused call does it all."""
+def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
+                  lattice_fn=None):
+    """render() for pixel indices (positions built here), without diagnostics."""
     pos = detector.positions(geo, fast, slow)
     return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-                  diagnostics=False)
+                  diagnostics=False, lattice_fn=lattice_fn)
+
+
+def _lattice(crystal, h, k, l):
+    """F_latt for every term (square: sincg products; other shapes: distance to the nearest relp)."""
+    if crystal.shape == "square":
+        return lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
+    dh, dk, dl = (x - torch.ceil(x.detach() - 0.5) for x in (h, k, l))
+    rs = crystal.recip
+    dx = dh * rs[0, 0] + dk * rs[1, 0] + dl * rs[2, 0]
+    dy = dh * rs[0, 1] + dk * rs[1, 1] + dl * rs[2, 1]
+    dz = dh * rs[0, 2] + dk * rs[1, 2] + dl * rs[2, 2]
+    return lattice_factor(crystal.shape, h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
+                          dstar_sqr=dx * dx + dy * dy + dz * dz)
+
+
+_NO_INTERPOLATION = InterpolationState(False)
+
+
+def lattice_sum(q, vectors, crystal):
+    """sum over lattice orientations of F_cell^2 F_latt^2, for every scattering vector q (..., 3).
+
+    The hot loop of the simulator (nearest-neighbour structure factors, no per-term state);
+    the simulator may hand a compiled version of this very function to render()."""
+    h, k, l = _miller(q, vectors)
+    f_latt = _lattice(crystal, h, k, l)
+    f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
+    return (f_cell * f_cell * f_latt * f_latt).sum(-1)
 
 
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-           diagnostics=True):
+           diagnostics=True, lattice_fn=None):
     """Photons for each pixel of a chunk.
 
     pos: (n, T, S, 3) sub-pixel positions; incident: (N, 3) unit vectors; wavelengths: (N,) m;
@@ -178,32 +206,28 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     # Miller indices with (phi, domain) flattened last: a long contiguous inner axis that the
     # compiler vectorizes; each index is summed in nanoBragg's x, y, z order
     P, M = rot.shape[0], rot.shape[1]
-    h, k, l = _miller(q, rot.reshape(P * M, 3, 3))  # each (n, T, S, N, P*M)
-    if state.phi_first_pending:
-        h, k, l = _first_term_true_phi((h, k, l), q, src_ok, state)
-    if crystal.shape == "square":
-        f_latt = lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
-    else:
-        dh, dk, dl = (x - torch.ceil(x.detach() - 0.5) for x in (h, k, l))
-        rs = crystal.recip
-        dx = dh * rs[0, 0] + dk * rs[1, 0] + dl * rs[2, 0]
-        dy = dh * rs[0, 1] + dk * rs[1, 1] + dl * rs[2, 1]
-        dz = dh * rs[0, 2] + dk * rs[1, 2] + dl * rs[2, 2]
-        f_latt = lattice_factor(crystal.shape, h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
-                                dstar_sqr=dx * dx + dy * dy + dz * dz)
+    vectors = rot.reshape(P * M, 3, 3)
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
     running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
-    skip = None
-    if running or state.enabled:
-        # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
-        skip = ~src_ok[..., None].expand_as(h)
-        if _value(flags.water_background) == 0.0:
-            skip = skip | (f_latt.detach() == 0)
-    f_cell = structure_factors(crystal, h, k, l, skip, state)
-    term = f_cell * f_cell * f_latt * f_latt
-    if not running:
+    if not (running or state.enabled or state.phi_first_pending or diagnostics):
+        # plain accumulation: the per-term work is one self-contained (fusable) function
+        per_source = (lattice_fn or lattice_sum)(q, vectors, crystal)
+    else:
+        h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
+        if state.phi_first_pending:
+            h, k, l = _first_term_true_phi((h, k, l), q, src_ok, state)
+        f_latt = _lattice(crystal, h, k, l)
+        skip = None
+        if running or state.enabled:
+            # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
+            skip = ~src_ok[..., None].expand_as(h)
+            if _value(flags.water_background) == 0.0:
+                skip = skip | (f_latt.detach() == 0)
+        f_cell = structure_factors(crystal, h, k, l, skip, state)
+        term = f_cell * f_cell * f_latt * f_latt
         per_source = term.sum(-1)  # (n, T, S, N)
+    if not running:
         if weight_factor is not None:
             per_source = per_source * weight_factor
         if flags.dmin > 0:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .engine import Flags, InterpolationState, _omega_per_pixel, render
+from .engine import Flags, InterpolationState, _omega_per_pixel, lattice_sum, render
 from .engine import render_pixels as engine_render_pixels
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
@@ -26,11 +26,18 @@ def compile_available():
     return _COMPILED["ok"]
 
 
-def compiled_render():
+def compiled_lattice_sum():
+    """The engine's per-term hot loop, fused by torch.compile (kernels cached on disk)."""
     if "fn" not in _COMPILED:
         # compile in-process: a pool of compile workers would multiply peak memory
         os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-        _COMPILED["fn"] = torch.compile(engine_render_pixels, dynamic=False)
+        import torch._inductor.config as inductor_config
+
+        # the CPU's vector ISA is read from cpuinfo; skip the second-long build-and-load probes
+        # (a failing build falls back to the eager path, see _render)
+        if inductor_config.cpp.vec_isa_ok is None:
+            inductor_config.cpp.vec_isa_ok = True
+        _COMPILED["fn"] = torch.compile(lattice_sum, dynamic=False)
     return _COMPILED["fn"]
 
 
@@ -158,12 +165,23 @@ class Simulation:
                 diags.append(diag)
                 omega = _omega_per_pixel(diag["omega"].detach(), self.flags)
             else:
-                fn = engine_render_pixels
+                fused = None
                 if self._compile_ok(state):
-                    fn = compiled_render()
+                    fused = compiled_lattice_sum()
                     # a fixed chunk shape keeps one compiled kernel for the whole run
                     s, f = _pad(s, step), _pad(f, step)
-                value, small = fn(s, f, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags, state)
+                try:
+                    value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
+                                                        self.crystal, self.flags, state, lattice_fn=fused)
+                except Exception:
+                    if fused is None:
+                        raise
+                    # no working compiler here: stay on the eager path for the rest of the session
+                    _COMPILED["ok"] = False
+                    self.use_compile = False
+                    s, f = s[:n], f[:n]
+                    value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
+                                                        self.crystal, self.flags, state)
                 omega = small["omega_pixel"].detach()
             out.append(value[:n])
             omegas.append(omega[:n])

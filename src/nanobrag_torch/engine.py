@@ -150,11 +150,17 @@ def _lattice(crystal, h, k, l):
 _NO_INTERPOLATION = InterpolationState(False)
 
 
-def lattice_sum(q, vectors, crystal):
-    """sum over lattice orientations of F_cell^2 F_latt^2, for every scattering vector q (..., 3).
+def scattering_vectors(diffracted, incident, wavelengths):
+    """q = (d - i) / lambda for every (pixel, layer, sub-pixel) x source: (..., N, 3) in 1/m."""
+    return (diffracted.unsqueeze(-2) - incident) / wavelengths.unsqueeze(-1)
+
+
+def lattice_sum(diffracted, incident, wavelengths, vectors, crystal):
+    """sum over lattice orientations of F_cell^2 F_latt^2 for every (pixel, layer, sub-pixel, source).
 
     The hot loop of the simulator (nearest-neighbour structure factors, no per-term state);
     the simulator may hand a compiled version of this very function to render()."""
+    q = scattering_vectors(diffracted, incident, wavelengths)
     h, k, l = _miller(q, vectors)
     f_latt = _lattice(crystal, h, k, l)
     f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
@@ -185,20 +191,24 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
 
     # scattering vector for every (pixel, layer, sub-pixel, source): (n, T, S, N, 3)
     d = diffracted.unsqueeze(-2)
-    q = (d - incident) / wavelengths.unsqueeze(-1)
+    running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
+    plain = not (running or state.enabled or state.phi_first_pending or diagnostics)
+    # the plain path forms q inside the fused lattice sum, so it never sits in memory
+    q = None if plain and flags.dmin <= 0 else scattering_vectors(diffracted, incident, wavelengths)
+    shape = diffracted.shape[:-1] + incident.shape[:1]  # (n, T, S, N)
     stol = None
     if flags.dmin > 0 or diagnostics:
         stol = 0.5 * norm(q)
     if flags.dmin > 0:
         src_ok = ~((stol > 0) & (flags.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol))))
     else:
-        src_ok = torch.ones(q.shape[:-1], dtype=torch.bool, device=q.device)
+        src_ok = torch.ones(shape, dtype=torch.bool, device=pos.device)
 
     # nanoBragg computes polarization once per pixel (first rendered source) unless -oversample_polar
     polar = polar_first = None
     axis = geo["polar_axis"]
     if flags.oversample_polar or (not flags.nopolar and (flags.dmin > 0 or diagnostics)):
-        polar = polarization_factor(flags.kahn, incident.expand_as(q), d.expand_as(q), axis)
+        polar = polarization_factor(flags.kahn, incident.expand(*shape, 3), d.expand(*shape, 3), axis)
     elif not flags.nopolar:
         first_in = incident[0].expand_as(diffracted[:, 0, 0])
         polar_first = polarization_factor(flags.kahn, first_in, diffracted[:, 0, 0], axis)
@@ -209,10 +219,9 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     vectors = rot.reshape(P * M, 3, 3)
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
-    running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
-    if not (running or state.enabled or state.phi_first_pending or diagnostics):
+    if plain:
         # plain accumulation: the per-term work is one self-contained (fusable) function
-        per_source = (lattice_fn or lattice_sum)(q, vectors, crystal)
+        per_source = (lattice_fn or lattice_sum)(diffracted, incident, wavelengths, vectors, crystal)
     else:
         h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
         if state.phi_first_pending:
@@ -237,7 +246,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         if weight_factor is not None:
             term = term * weight_factor[:, None]
         term = torch.where(skip, torch.zeros_like(term), term)
-        mult = torch.ones(q.shape[:-1], dtype=q.dtype, device=q.device)
+        mult = torch.ones(shape, dtype=pos.dtype, device=pos.device)
         if flags.oversample_thick:
             mult = mult * capture.unsqueeze(-1)
         if flags.oversample_polar:

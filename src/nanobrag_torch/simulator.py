@@ -19,6 +19,23 @@ COMPILE_MIN_WORK = 5e7
 _COMPILED = {}
 
 
+def _fix_malloc_threshold():
+    """Serve large chunk buffers with mmap so they go back to the OS when freed.
+
+    glibc raises its mmap threshold after the first large free, after which equal-sized chunk
+    buffers come from the heap and fragment it: peak memory then grows with the detector size."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB (also disables the dynamic threshold)
+    except (OSError, AttributeError):
+        pass
+
+
+_fix_malloc_threshold()
+
+
 def compile_available():
     if "ok" not in _COMPILED:
         flag = os.environ.get("NANOBRAGG_COMPILE", "auto").lower()
@@ -167,9 +184,9 @@ class Simulation:
             else:
                 fused = None
                 if self._compile_ok(state):
-                    fused = compiled_lattice_sum()
                     # a fixed chunk shape keeps one compiled kernel for the whole run
                     s, f = _pad(s, step), _pad(f, step)
+                    fused = self._fused_kernel(step, incident.shape[0], rot)
                 try:
                     value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
                                                         self.crystal, self.flags, state, lattice_fn=fused)
@@ -189,6 +206,16 @@ class Simulation:
             omega_sum = float(torch.cat(omegas).sum())
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
+
+    def _fused_kernel(self, step, sources, rot):
+        """The compiled hot loop for this run: ahead-of-time on CPU, torch.compile elsewhere."""
+        d = self.detector
+        if str(d.device) != "cpu":
+            return compiled_lattice_sum()
+        from .fused import fused_lattice_sum
+
+        diffracted_shape = (step, d.thicksteps, d.oversample ** 2, 3)
+        return fused_lattice_sum(self.crystal, diffracted_shape, sources, rot.shape[0] * rot.shape[1], d.dtype)
 
     def _compile_ok(self, state):
         """Fuse the kernel with torch.compile when it pays off and nothing needs autograd."""

@@ -182,16 +182,16 @@ class Simulation:
                 diags.append(diag)
                 omega = _omega_per_pixel(diag["omega"].detach(), self.flags)
             else:
-                fused = None
-                if self._compile_ok(state):
-                    # a fixed chunk shape keeps one compiled kernel for the whole run
-                    s, f = _pad(s, step), _pad(f, step)
-                    fused = self._fused_kernel(step, incident.shape[0], rot)
+                fused, compiling = None, self._compile_ok(state)
                 try:
+                    if compiling:
+                        # a fixed chunk shape keeps one compiled kernel for the whole run
+                        s, f = _pad(s, step), _pad(f, step)
+                        fused = self._fused_kernel(step, incident.shape[0], rot)
                     value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
                                                         self.crystal, self.flags, state, lattice_fn=fused)
                 except Exception:
-                    if fused is None:
+                    if not compiling:
                         raise
                     # no working compiler here: stay on the eager path for the rest of the session
                     _COMPILED["ok"] = False

@@ -51,6 +51,7 @@ CASES = [
     # unreadable or malformed input files (exit 1, message names the file and line)
     ("hkl-missing", BASE + ["-hkl", "missing.hkl"], FILE, ["missing.hkl", "cannot read"]),
     ("hkl-folder", BASE + ["-hkl", "adir"], FILE, ["adir", "cannot read"]),
+    ("hkl-name-with-newline", BASE + ["-hkl", "two\nlines.hkl"], FILE, ["two\\nlines.hkl"]),
     ("hkl-non-numeric", BASE + ["-hkl", "nonnum.hkl"], FILE, ["nonnum.hkl line 2", "non-numeric"]),
     ("hkl-few-columns", BASE + ["-hkl", "few.hkl"], FILE, ["few.hkl line 2", "h k l F"]),
     ("hkl-fractional-index", BASE + ["-hkl", "frac.hkl"], FILE, ["frac.hkl line 1", "non-integer"]),
@@ -77,8 +78,12 @@ CASES = [
     ("fdump-corrupt", BASE + ["-dump", "Fdump_corrupt/Fdump.bin"], FILE, ["corrupt", "Fdump.bin", "header implies"]),
     ("output-folder-missing", BASE + ["-floatfile", "nodir/f.bin"], FILE, ["nodir/f.bin", "does not exist"]),
     ("output-is-folder", BASE + ["-intfile", "adir"], FILE, ["adir", "folder"]),
+    ("output-folder-name", BASE + ["-pgmfile", "nodir/"], FILE, ["nodir/", "folder"]),
+    ("output-name-empty", BASE + ["-noiseimage", ""], USAGE, ["-noisefile", "empty file name"]),
     # nothing to scatter from
     ("no-structure-factors", CELL + TINY + OUTPUTS, USAGE, ["-hkl", "-default_F"]),
+    ("no-structure-factors-dump-missing", CELL + TINY + OUTPUTS + ["-dump", "missing.bin"], USAGE,
+     ["-default_F", "no missing.bin to reuse"]),
     ("no-crystal", ["-default_F", "10"] + TINY + OUTPUTS, USAGE, ["-cell", "-mat"]),
     # command-line misuse (exit 2, message names the option)
     ("lambda-missing-value", BASE + ["-lambda"], USAGE, ["-lambda", "missing value"]),
@@ -197,6 +202,20 @@ def test_bad_input_subprocess(tmp_path, case_id):
     assert proc.returncode == status, proc.stderr
     check_message(proc.stderr, needles)
     assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"garbage without a form feed", b"0 1 0 1 0 1\n\f" + b"\0" * 10, b"0 1 0 1\n\f" + b"\0" * 224,
+    b"1 0 0 1 0 1\n\f" + b"\0" * 64, b"0 99999 0 99999 0 99999\n\f" + b"\0" * 64,
+    b"0 0 0 0 0 0\n\f" + b"\0" * 65], ids=["empty", "no-header", "truncated", "short-header", "min-above-max",
+                                           "huge-header", "one-byte-extra"])
+def test_corrupt_fdump_in_working_folder(tmp_path, capsys, content):
+    """No -hkl: nanoBragg reuses ./Fdump.bin; a corrupt one is reported at once, whatever -default_F says."""
+    Path(tmp_path, "Fdump.bin").write_bytes(content)
+    status, err = run_in(tmp_path, BASE, capsys)
+    assert status == FILE
+    check_message(err, ["corrupt Fdump.bin"])
+    assert listing(tmp_path) == ["Fdump.bin"]
 
 
 def test_existing_output_not_clobbered_subprocess(tmp_path):

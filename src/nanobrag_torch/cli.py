@@ -40,14 +40,19 @@ class Progress:
 
 def check_outputs(v):
     """Fail before any work if an output cannot be written (so nothing is left half done)."""
-    names = [v.floatfile, v.intfile] + ([v.pgmfile] if v.write_pgm else []) + \
-            ([v.noisefile] if v.calculate_noise else [])
-    for name in names:
+    names = [("-floatfile", v.floatfile), ("-intfile", v.intfile)] + \
+            ([("-pgmfile", v.pgmfile)] if v.write_pgm else []) + \
+            ([("-noisefile", v.noisefile)] if v.calculate_noise else [])
+    for option, name in names:
+        if not name:
+            raise UsageError(f"option {option}: empty file name")
         folder = os.path.dirname(os.path.abspath(name)) or "."
         if not os.path.isdir(folder):
             raise InputFileError(f"{name}: output folder {folder} does not exist")
-        if os.path.isdir(name):
+        if os.path.isdir(name) or name.endswith(os.sep):
             raise InputFileError(f"{name}: is a folder, not a file name")
+        if not os.access(folder, os.W_OK):
+            raise InputFileError(f"{name}: cannot write in folder {folder}")
 
 
 def load_settings(argv, say):

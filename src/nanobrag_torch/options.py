@@ -170,6 +170,8 @@ def validate(argv):
                     values.append(float("inf"))
                 else:
                     values.append(_number(name, token, F))
+                    if values[-1] != 0 and values[-1] * 1e-6 == 0:  # microns -> m underflows: 1/0
+                        _bad(name, f"attenuation length too small, got '{token}'")
                 i += 1
             elif kind == "pivot":
                 if token not in ("sample", "beam"):

@@ -123,7 +123,7 @@ def build(v, say):
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
     fdump_present = v.hklfile is None and os.path.exists(v.dumpfile)
     if v.hklfile is None and not fdump_present and v.default_F == 0.0:
-        raise UsageError("no structure factors: give -hkl FILE or -default_F F (no Fdump.bin to reuse)")
+        raise UsageError(f"no structure factors: give -hkl FILE or -default_F F (no {v.dumpfile} to reuse)")
     if v.matfile is None and v.cell[0] == 0.0:
         raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
     if v.nthreads > 0:
@@ -174,6 +174,8 @@ def build(v, say):
     lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]  # C's rounding
     for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
         if size > 0:
+            if not math.isfinite(size / lens[k]):
+                raise UsageError("-samplesize/-xtal_size: %g m is too large a crystal" % size)
             setattr(v, attr, float(math.ceil(size / lens[k])))
         if getattr(v, attr) <= 1.0:
             setattr(v, attr, 1.0)

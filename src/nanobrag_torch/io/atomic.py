@@ -25,7 +25,10 @@ def atomic_open(path, mode="wb"):
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         try:
             os.unlink(tmp)

@@ -61,19 +61,9 @@ def from_args(args, device=None, dtype=None, write_fdump=False):
 def _attach_lattice_definition(crystal, v):
     """Record what the lattice was computed from (the command line's cell/matrix/misset rules)
     so that it can be recomputed from differentiable values."""
-    from .io.matrix import read_mosflm_matrix
-
-    f64 = lambda x: torch.tensor(x, dtype=torch.float64)
-    if v.user_cell:
-        a = v.cell[0]
-        b = v.cell[1] if v.cell[1] > 0 else a
-        c = v.cell[2] if v.cell[2] > 0 else a
-        angles = [x if x > 0 else torch.pi / 2 for x in v.cell[3:]]
-        crystal.cell = f64([a, b, c, *angles])
-    if v.matfile is not None:
-        crystal.mat = f64(read_mosflm_matrix(v.matfile).T / (v.lambda0 * 1e10))
-    if v.misset[0] > 0:
-        crystal.misset = f64(list(v.misset[1:]))
+    for name, value in v.lattice_definition.items():
+        if value is not None:
+            setattr(crystal, name, value)
 
 
 def simulate(sim):

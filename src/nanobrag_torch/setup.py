@@ -262,6 +262,9 @@ def crystal_vectors(v, say):
         misset = [f64(x) for x in v.misset[1:]]
     if cell is None and recip is None:
         raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
+    # what the lattice was computed from, so the API can recompute it from differentiable values
+    v.lattice_definition = dict(cell=None if cell is None else torch.stack(cell), mat=recip,
+                                misset=None if misset is None else torch.stack(misset))
     real, rstar, volume = lattice_vectors(cell=cell, reciprocal=recip, misset=misset)
     v.real, v.recip, v.volume = real.numpy(), rstar.numpy(), float(volume)
     (ra, rb, rc, al, be, ga), (sa, sb, sc, sal, sbe, sga) = cell_parameters(real, rstar, volume)

@@ -46,7 +46,8 @@ def test_header_identical_to_golden():
 
 
 def test_write_read_roundtrip_with_fabio(tmp_path):
-    fabio = pytest.importorskip("fabio")
+    import fabio  # a declared dependency: its absence must fail, not skip
+
     fields = dict(FIELDS, SIZE1=7, SIZE2=5, PIXEL_SIZE=0.172, DISTANCE=231.27466, WAVELENGTH=0.9768,
                   BEAM_CENTER_X=22.1, BEAM_CENTER_Y=11.25)
     data = (np.arange(35, dtype=np.uint16).reshape(5, 7) * 1000 + 7)

@@ -112,7 +112,11 @@ def _nearest_F(crystal, h0, k0, l0, dflt):
         return dflt.expand_as(h0)
     hmin, kmin, lmin = crystal.hkl_min
     hr, kr, lr = grid.shape
-    ih, ik, il = (h0 - hmin).long(), (k0 - kmin).long(), (l0 - lmin).long()
+    # 32-bit index arithmetic: half the vector work of 64-bit in a compiled loop (a grid of
+    # 2^31 structure factors would not fit in memory anyway); clamped first so that no index
+    # overflows, keeping out-of-range ones out of range
+    ih, ik, il = ((x - x_min).clamp(-1, size).to(torch.int32)
+                  for x, x_min, size in ((h0, hmin, hr), (k0, kmin, kr), (l0, lmin, lr)))
     inside = (ih >= 0) & (ih < hr) & (ik >= 0) & (ik < kr) & (il >= 0) & (il < lr)
     idx = (ih.clamp(0, hr - 1) * kr + ik.clamp(0, kr - 1)) * lr + il.clamp(0, lr - 1)
     vals = grid.reshape(-1)[idx]
@@ -126,12 +130,20 @@ def _omega_per_pixel(omega, flags):
     return omega[:, 0, 0] * (omega.shape[1] * omega.shape[2])
 
 
-def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-                  lattice_fn=None):
+def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
     """render() for pixel indices (positions built here), without diagnostics."""
     pos = detector.positions(geo, fast, slow)
     return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-                  diagnostics=False, lattice_fn=lattice_fn)
+                  diagnostics=False)
+
+
+def plain_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags):
+    """(values, small per-pixel quantities) on the plain path: no per-term state, no diagnostics.
+
+    A pure function from pixel indices to photons, so the simulator may hand a compiled copy of
+    this very function the whole per-pixel reduction."""
+    return render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags,
+                         _NO_INTERPOLATION)
 
 
 def _lattice(crystal, h, k, l):
@@ -155,20 +167,28 @@ def scattering_vectors(diffracted, incident, wavelengths):
     return (diffracted.unsqueeze(-2) - incident) / wavelengths.unsqueeze(-1)
 
 
-def lattice_sum(diffracted, incident, wavelengths, vectors, crystal):
-    """sum over lattice orientations of F_cell^2 F_latt^2 for every (pixel, layer, sub-pixel, source).
+def lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weights=None, per_source=False):
+    """Sum of F_cell^2 F_latt^2 over lattice orientations and (unless per_source) sources.
 
-    The hot loop of the simulator (nearest-neighbour structure factors, no per-term state);
-    the simulator may hand a compiled version of this very function to render()."""
+    diffracted: (..., 3) unit vectors; returns (...) or, per_source, (..., N). weights: (N,) or None.
+    The hot loop of the simulator (nearest-neighbour structure factors, no per-term state)."""
     q = scattering_vectors(diffracted, incident, wavelengths)
     h, k, l = _miller(q, vectors)
     f_latt = _lattice(crystal, h, k, l)
     f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
-    return (f_cell * f_cell * f_latt * f_latt).sum(-1)
+    term = f_cell * f_cell * f_latt * f_latt  # (..., N, K)
+    # length-1 axes are dropped rather than summed: a compiler then sees one plain reduction over
+    # the remaining axis and keeps every term of it in one vectorized loop
+    by_source = term[..., 0] if term.shape[-1] == 1 else term.sum(-1)
+    if weights is not None:
+        by_source = by_source * weights
+    if per_source:
+        return by_source
+    return by_source[..., 0] if by_source.shape[-1] == 1 else by_source.sum(-1)
 
 
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-           diagnostics=True, lattice_fn=None):
+           diagnostics=True):
     """Photons for each pixel of a chunk.
 
     pos: (n, T, S, 3) sub-pixel positions; incident: (N, 3) unit vectors; wavelengths: (N,) m;
@@ -219,9 +239,11 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     vectors = rot.reshape(P * M, 3, 3)
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
-    if plain:
-        # plain accumulation: the per-term work is one self-contained (fusable) function
-        per_source = (lattice_fn or lattice_sum)(diffracted, incident, wavelengths, vectors, crystal)
+    if plain and flags.dmin <= 0:
+        summed = lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weight_factor)  # (n, T, S)
+        intensity = bg + summed.reshape(n, -1).sum(-1)
+    elif plain:
+        per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal, per_source=True)
     else:
         h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
         if state.phi_first_pending:
@@ -236,7 +258,9 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         f_cell = structure_factors(crystal, h, k, l, skip, state)
         term = f_cell * f_cell * f_latt * f_latt
         per_source = term.sum(-1)  # (n, T, S, N)
-    if not running:
+    if plain and flags.dmin <= 0:
+        pass  # summed above
+    elif not running:
         if weight_factor is not None:
             per_source = per_source * weight_factor
         if flags.dmin > 0:
@@ -277,7 +301,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     if not flags.oversample_omega:
         value = value * omega[:, 0, 0]
     if not diagnostics:
-        return value, dict(omega=omega, omega_pixel=_omega_per_pixel(omega, flags))
+        return value, dict(omega=omega, omega_pixel=_omega_per_pixel(omega, flags), diffracted=diffracted)
     split = lambda x: x.expand_as(h).reshape(*h.shape[:-1], P, M)  # back to (..., phi, domain)
     diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=split(h), k=split(k), l=split(l),
                 f_cell=split(f_cell), f_latt=split(f_latt), intensity=intensity, airpath=airpath,

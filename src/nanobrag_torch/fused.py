@@ -1,21 +1,32 @@
-"""Ahead-of-time compiled copies of the engine's hot loop, cached on disk.
+"""Compiled copies of the engine's plain path (pixel indices in, photons out), cached on disk.
 
-`engine.lattice_sum` (the per-term work: Miller indices, lattice transform, structure-factor
-lookup, sum over orientations) is exported and compiled by AOTInductor once per configuration and
-chunk shape, then loaded in later runs without any tracing or compiler start-up. The compiled
-kernel is the same function, so results are those of the eager engine (to rounding).
+`engine.plain_pixels` (sub-pixel positions, solid angle, polarization, the sum over layers,
+sub-pixels, sources, phi steps and mosaic domains, final scale) is exported once per
+configuration and chunk shape and compiled by AOTInductor into one fused loop nest, then loaded
+in later runs without tracing or compiler start-up. On other devices the same module goes
+through torch.compile. It is the same function, so results are those of the eager engine (to
+the rounding of a reordered sum).
+
+Values that change from run to run (geometry, wavelengths, orientations, structure factors,
+fluence...) are inputs of the compiled kernel; only what shapes the loop nest (counts, crystal
+shape and size, which optional factors apply) is baked in and named by the cache key.
 """
 import dataclasses
 import hashlib
 import os
 import tempfile
+import warnings
 
 import torch
 
 from . import engine, physics
-from .engine import lattice_sum
+from .geometry import detector as detector_module
+from .geometry import vectors as vectors_module
+from .engine import plain_pixels
 
 _LOADED = {}
+_SOURCE = {}
+GEO_KEYS = ("fdet", "sdet", "odet", "pix0", "distance", "beam", "close_distance", "polar_axis")
 
 
 def cache_dir():
@@ -26,81 +37,143 @@ def _constant(x):
     return float(x.detach()) if torch.is_tensor(x) else float(x)
 
 
-_SOURCE = {}
-
-
 def _source_digest():
+    """Hash of the code that is compiled: a changed engine never loads a stale kernel."""
     if "digest" not in _SOURCE:
         digest = hashlib.sha256()
-        for module in (engine, physics):
+        for module in (engine, physics, detector_module, vectors_module):
             with open(module.__file__, "rb") as handle:
                 digest.update(handle.read())
+        with open(__file__, "rb") as handle:
+            digest.update(handle.read())
         _SOURCE["digest"] = digest.hexdigest()
     return _SOURCE["digest"]
 
 
-def _key(crystal, shapes, n_vectors, dtype):
-    digest = hashlib.sha256(_source_digest().encode())
-    grid = crystal.Fhkl
-    consts = (crystal.shape, _constant(crystal.Na), _constant(crystal.Nb), _constant(crystal.Nc),
-              _constant(crystal.fudge), _constant(crystal.default_F), tuple(crystal.hkl_min), crystal.hkl_count,
-              None if grid is None else tuple(grid.shape), tuple(shapes), n_vectors, str(dtype), torch.__version__)
-    digest.update(repr(consts).encode())
-    return digest.hexdigest()[:32]
+def _kahn_is_zero(kahn):
+    return not torch.is_tensor(kahn) and float(kahn) == 0.0
 
 
-class _Kernel(torch.nn.Module):
-    """lattice_sum with the crystal's constants baked in and its tensors as inputs."""
+class PixelKernel(torch.nn.Module):
+    """plain_pixels with the loop-shaping constants baked in and every other value an input."""
 
-    def __init__(self, crystal):
+    def __init__(self, detector, crystal, flags, weighted):
         super().__init__()
-        self.crystal = crystal
+        thick_on = bool(detector.thicksteps) and _constant(detector.thickness) != 0.0
+        self.detector = dataclasses.replace(detector, thickness=1.0 if thick_on else 0.0, _cache=None)
+        self.crystal = dataclasses.replace(crystal, mosaic_umats=None, real=None, recip=None, Fhkl=None)
+        self.has_grid = crystal.Fhkl is not None
+        self.flags = flags
+        self.weighted = weighted
+        self.kahn_zero = _kahn_is_zero(flags.kahn)
 
-    def forward(self, diffracted, incident, wavelengths, vectors, grid, recip):
-        has_grid = self.crystal.Fhkl is not None
-        crystal = dataclasses.replace(self.crystal, Fhkl=grid if has_grid else None, recip=recip)
-        return lattice_sum(diffracted, incident, wavelengths, vectors, crystal)
+    def key(self, chunk, sources, orientations, dtype, grid_shape):
+        d, c, f = self.detector, self.crystal, self.flags
+        consts = (d.oversample, d.thicksteps, d.thickness, d.curved, d.point_pixel, c.shape, _constant(c.Na),
+                  _constant(c.Nb), _constant(c.Nc), _constant(c.fudge), _constant(c.default_F), tuple(c.hkl_min),
+                  c.hkl_count, grid_shape, f.nopolar, self.kahn_zero, _constant(f.dmin), f.steps, self.weighted,
+                  chunk, sources, tuple(orientations), str(dtype), torch.__version__)
+        digest = hashlib.sha256(_source_digest().encode())
+        digest.update(repr(consts).encode())
+        return digest.hexdigest()[:32]
+
+    def forward(self, slow, fast, fdet, sdet, odet, pix0, distance, beam, close_distance, polar_axis, pixel_size,
+                thickstep, mu, incident, wavelengths, weights, rot, grid, recip, fluence, kahn, water_background):
+        geo = dict(zip(GEO_KEYS, (fdet, sdet, odet, pix0, distance, beam, close_distance, polar_axis)))
+        det = dataclasses.replace(self.detector, pixel_size=pixel_size, thickstep=thickstep, mu=mu)
+        crystal = dataclasses.replace(self.crystal, Fhkl=grid if self.has_grid else None, recip=recip)
+        flags = dataclasses.replace(self.flags, fluence=fluence, water_background=water_background,
+                                    kahn=0.0 if self.kahn_zero else kahn)
+        value, small = plain_pixels(slow, fast, geo, det, incident, wavelengths, weights if self.weighted else None,
+                                    rot, crystal, flags)
+        # the unit diffracted vectors are an output only so that the compiler stores them once per
+        # sub-pixel: otherwise it recomputes the detector geometry inside the loop over every term
+        return value, small["omega_pixel"], small["diffracted"]
 
 
-def _build(path, crystal, inputs):
+def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags):
+    """The tensors PixelKernel.forward takes, in its order, converted to the run's dtype."""
+    t = detector.t
+    dtype = detector.dtype
+    zero = torch.zeros((), dtype=dtype, device=slow.device)
+    grid = crystal.Fhkl if crystal.Fhkl is not None else zero.reshape(1)
+    recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=slow.device)
+    weights = weight_factor if weight_factor is not None else zero.reshape(1)
+    values = [slow, fast] + [t(geo[k]) for k in GEO_KEYS]
+    values += [t(detector.pixel_size), t(detector.thickstep), t(detector.mu), incident, wavelengths, t(weights), rot,
+               t(grid), t(recip), t(flags.fluence), zero if _kahn_is_zero(flags.kahn) else t(flags.kahn),
+               t(flags.water_background)]
+    return [v.detach().contiguous() for v in values]
+
+
+def _configure_inductor():
+    import torch._inductor.config as inductor_config
+
+    # compile in-process: a pool of compile workers would multiply peak memory
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    # the CPU's vector ISA is read from cpuinfo; skip the second-long build-and-load probes
+    # (a failing build falls back to the eager path)
+    if inductor_config.cpp.vec_isa_ok is None:
+        inductor_config.cpp.vec_isa_ok = True
+    # indices into the structure-factor grid are clamped in the engine: skip the per-lane check
+    inductor_config.assert_indirect_indexing = False
+    # recompute per-term intermediates (q, h, k, l) inside the one reduction loop instead of
+    # writing them to memory between loops: they are cheap, memory traffic is not
+    inductor_config.realize_reads_threshold = 16
+    inductor_config.realize_opcount_threshold = 2000
+
+
+def _build(path, module, inputs):
     import torch._inductor
 
-    frozen = dataclasses.replace(crystal, mosaic_umats=None)
-    program = torch.export.export(_Kernel(frozen), tuple(inputs))
+    _configure_inductor()
+    with warnings.catch_warnings():
+        # the exporter's deprecation notices are about torch internals, not the user's run
+        warnings.simplefilter("ignore")
+        program = torch.export.export(module, tuple(inputs))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".build.", suffix=".pt2", dir=folder)
     os.close(fd)
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=tmp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch._inductor.aoti_compile_and_package(program, package_path=tmp)
         os.replace(tmp, path)  # atomic: concurrent runs never see half a package
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def fused_lattice_sum(crystal, diffracted_shape, sources, n_vectors, dtype):
-    """A drop-in for engine.lattice_sum on CPU chunks of one shape, compiled ahead of time."""
-    shapes = (tuple(diffracted_shape), sources)
-    key = _key(crystal, shapes, n_vectors, dtype)
+def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot):
+    """A compiled drop-in for engine.plain_pixels on chunks of `chunk` pixels.
+
+    Returns a function taking kernel_inputs(...) and returning (values, omega shares, unit
+    diffracted vectors)."""
+    module = PixelKernel(detector, crystal, flags, weight_factor is not None)
+    grid_shape = None if crystal.Fhkl is None else tuple(crystal.Fhkl.shape)
+    key = module.key(chunk, sources, rot.shape[:2], detector.dtype, grid_shape)
     if key in _LOADED:
         return _LOADED[key]
-    path = os.path.join(cache_dir(), key + ".pt2")
-    dummy = torch.zeros(1, dtype=dtype)
-
-    def inputs(diffracted, incident, wavelengths, vectors, c):
-        grid = c.Fhkl if c.Fhkl is not None else dummy
-        recip = c.recip if c.recip is not None else torch.zeros(3, 3, dtype=dtype)
-        return [x.contiguous() for x in (diffracted, incident, wavelengths, vectors, grid, recip.to(dtype))]
-
-    if not os.path.exists(path):
-        example = (torch.zeros(diffracted_shape, dtype=dtype), torch.ones(sources, 3, dtype=dtype),
-                   torch.ones(sources, dtype=dtype), torch.zeros(n_vectors, 3, 3, dtype=dtype))
-        _build(path, crystal, inputs(*example, crystal))
-    loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
-
-    def run(diffracted, incident, wavelengths, vectors, c):
-        return loader.run(inputs(diffracted, incident, wavelengths, vectors, c))[0]
-
+    if str(detector.device) != "cpu":
+        _configure_inductor()
+        compiled = torch.compile(module, dynamic=False)
+        run = lambda inputs: compiled(*inputs)
+    else:
+        path = os.path.join(cache_dir(), key + ".pt2")
+        if not os.path.exists(path):
+            _build(path, module, _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot))
+        loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+        run = lambda inputs: tuple(loader.run(inputs))
     _LOADED[key] = run
     return run
+
+
+def _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot):
+    index = torch.zeros(chunk, dtype=torch.long)
+    geo = {k: torch.zeros(3, dtype=detector.dtype) for k in GEO_KEYS}
+    geo["distance"] = geo["close_distance"] = torch.ones((), dtype=detector.dtype)
+    incident = torch.ones(sources, 3, dtype=detector.dtype)
+    wavelengths = torch.ones(sources, dtype=detector.dtype)
+    return kernel_inputs(index, index, geo, detector, incident, wavelengths, weight_factor, rot.detach(), crystal,
+                         flags)

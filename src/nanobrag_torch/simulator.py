@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .engine import Flags, InterpolationState, _omega_per_pixel, lattice_sum, render
+from .engine import Flags, InterpolationState, _omega_per_pixel, render
 from .engine import render_pixels as engine_render_pixels
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
@@ -20,7 +20,7 @@ _COMPILED = {}
 
 
 def _fix_malloc_threshold():
-    """Serve large chunk buffers with mmap so they go back to the OS when freed.
+    """Serve large chunk buffers with mmap so they go back to the OS when freed; reuse small ones.
 
     glibc raises its mmap threshold after the first large free, after which equal-sized chunk
     buffers come from the heap and fragment it: peak memory then grows with the detector size."""
@@ -29,6 +29,9 @@ def _fix_malloc_threshold():
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB (also disables the dynamic threshold)
+        # ...and keep freed heap memory mapped: trimming it after every chunk and faulting it back
+        # in for the next one costs more system time than the kernels themselves take
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD = 256 MiB
     except (OSError, AttributeError):
         pass
 
@@ -41,21 +44,6 @@ def compile_available():
         flag = os.environ.get("NANOBRAGG_COMPILE", "auto").lower()
         _COMPILED["ok"] = flag not in ("0", "off", "no", "false") and hasattr(torch, "compile")
     return _COMPILED["ok"]
-
-
-def compiled_lattice_sum():
-    """The engine's per-term hot loop, fused by torch.compile (kernels cached on disk)."""
-    if "fn" not in _COMPILED:
-        # compile in-process: a pool of compile workers would multiply peak memory
-        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-        import torch._inductor.config as inductor_config
-
-        # the CPU's vector ISA is read from cpuinfo; skip the second-long build-and-load probes
-        # (a failing build falls back to the eager path, see _render)
-        if inductor_config.cpp.vec_isa_ok is None:
-            inductor_config.cpp.vec_isa_ok = True
-        _COMPILED["fn"] = torch.compile(lattice_sum, dynamic=False)
-    return _COMPILED["fn"]
 
 
 def _pad(index, size):
@@ -182,24 +170,13 @@ class Simulation:
                 diags.append(diag)
                 omega = _omega_per_pixel(diag["omega"].detach(), self.flags)
             else:
-                fused, compiling = None, self._compile_ok(state)
-                try:
-                    if compiling:
-                        # a fixed chunk shape keeps one compiled kernel for the whole run
-                        s, f = _pad(s, step), _pad(f, step)
-                        fused = self._fused_kernel(step, incident.shape[0], rot)
-                    value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
-                                                        self.crystal, self.flags, state, lattice_fn=fused)
-                except Exception:
-                    if not compiling:
-                        raise
-                    # no working compiler here: stay on the eager path for the rest of the session
-                    _COMPILED["ok"] = False
-                    self.use_compile = False
-                    s, f = s[:n], f[:n]
+                value = omega = None
+                if self._compile_ok(state):
+                    value, omega = self._render_fused(s, f, step, prepared)
+                if value is None:
                     value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
                                                         self.crystal, self.flags, state)
-                omega = small["omega_pixel"].detach()
+                    omega = small["omega_pixel"].detach()
             out.append(value[:n])
             omegas.append(omega[:n])
         if omegas:
@@ -207,19 +184,39 @@ class Simulation:
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
 
-    def _fused_kernel(self, step, sources, rot):
-        """The compiled hot loop for this run: ahead-of-time on CPU, torch.compile elsewhere."""
-        d = self.detector
-        if str(d.device) != "cpu":
-            return compiled_lattice_sum()
-        from .fused import fused_lattice_sum
+    def _render_fused(self, slow, fast, step, prepared):
+        """(values, omega shares) from the compiled plain path, or (None, None) if none can be built."""
+        n = slow.numel()
+        try:
+            # a fixed chunk shape keeps one compiled kernel for the whole run
+            value, omega = self._fused(prepared, step)(_pad(slow, step), _pad(fast, step))[:2]
+        except Exception:
+            # no working compiler here: stay on the eager path for the rest of the session
+            _COMPILED["ok"] = False
+            self.use_compile = False
+            return None, None
+        return value[:n], omega[:n]
 
-        diffracted_shape = (step, d.thicksteps, d.oversample ** 2, 3)
-        return fused_lattice_sum(self.crystal, diffracted_shape, sources, rot.shape[0] * rot.shape[1], d.dtype)
+    def _fused(self, prepared, step):
+        """The compiled kernel for this run with its per-run inputs bound: (slow, fast) -> outputs."""
+        cached = getattr(self, "_fused_cache", None)
+        if cached is not None and cached[0] is prepared and cached[1] == step:
+            return cached[2]
+        from .fused import kernel_inputs, pixel_kernel
+
+        geo, incident, wl, wf, rot, _ = prepared
+        kernel = pixel_kernel(self.detector, self.crystal, self.flags, wf, step, incident.shape[0], rot)
+        index = torch.zeros(step, dtype=torch.long, device=self.detector.device)
+        rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags)[2:]
+        run = lambda slow, fast: kernel([slow, fast] + rest)
+        self._fused_cache = (prepared, step, run)
+        return run
 
     def _compile_ok(self, state):
         """Fuse the kernel with torch.compile when it pays off and nothing needs autograd."""
-        if self.use_compile is False or state.enabled or state.phi_first_pending or torch.is_grad_enabled():
+        f = self.flags
+        if (self.use_compile is False or state.enabled or state.phi_first_pending or torch.is_grad_enabled()
+                or f.oversample_thick or f.oversample_polar or f.oversample_omega):
             return False
         if self.use_compile is True:
             return True

@@ -31,7 +31,7 @@ def _fix_malloc_threshold():
         libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB (also disables the dynamic threshold)
         # ...and keep freed heap memory mapped: trimming it after every chunk and faulting it back
         # in for the next one costs more system time than the kernels themselves take
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD = 256 MiB
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD = 64 MiB
     except (OSError, AttributeError):
         pass
 

@@ -14,6 +14,8 @@ from .engine import render_pixels as engine_render_pixels
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
 DEFAULT_TERM_BUDGET = 1 << 20
+# the compiled kernel keeps per-term values in registers, so its chunks can be larger (fewer calls)
+FUSED_BUDGET_FACTOR = 4
 # below this many (pixel x term) evaluations compiling costs more than it saves
 COMPILE_MIN_WORK = 5e7
 _COMPILED = {}
@@ -118,8 +120,9 @@ class Simulation:
         return max(1, d.thicksteps * d.oversample ** 2 * self.beam.source_dirs.shape[0]
                    * self.crystal.phisteps * self.crystal.domains)
 
-    def chunk_size(self):
-        return max(1, self.term_budget // self.terms_per_pixel())
+    def chunk_size(self, fused=False):
+        budget = self.term_budget * (FUSED_BUDGET_FACTOR if fused else 1)
+        return max(1, budget // self.terms_per_pixel())
 
     def new_state(self, prepared):
         first = prepared[5] if self.crystal.phi_zero_quirk_active() else None
@@ -153,7 +156,7 @@ class Simulation:
     def _render(self, slow, fast, state, prepared, diagnostics):
         geo, incident, wl, wf, rot, _ = prepared
         out, diags, omega_sum = [], [], 0.0
-        step = self.chunk_size()
+        step = self.chunk_size(fused=not diagnostics and self._compile_ok(state))
         bounds = list(range(0, slow.numel(), step))
         if state.phi_first_pending and not diagnostics and slow.numel() > 1:
             # only the very first term needs the eager path; the rest can use the fused kernel
@@ -212,11 +215,13 @@ class Simulation:
         self._fused_cache = (prepared, step, run)
         return run
 
-    def _compile_ok(self, state):
-        """Fuse the kernel with torch.compile when it pays off and nothing needs autograd."""
+    def _compile_ok(self, state, pending_ok=False):
+        """Use the compiled plain path when it pays off and nothing needs autograd or per-term state.
+
+        pending_ok: ignore the phi = 0 first term (only one pixel needs the eager path for it)."""
         f = self.flags
-        if (self.use_compile is False or state.enabled or state.phi_first_pending or torch.is_grad_enabled()
-                or f.oversample_thick or f.oversample_polar or f.oversample_omega):
+        if (self.use_compile is False or state.enabled or (state.phi_first_pending and not pending_ok)
+                or torch.is_grad_enabled() or f.oversample_thick or f.oversample_polar or f.oversample_omega):
             return False
         if self.use_compile is True:
             return True
@@ -243,7 +248,7 @@ class Simulation:
         prepared = self._prepared()
         state = self.new_state(prepared)
         image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
-        chunk = self.chunk_size()
+        chunk = self.chunk_size(fused=self._compile_ok(state, pending_ok=True))
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))
         omega_sum = 0.0
         pieces = []

@@ -131,3 +131,19 @@ def test_compiled_speed_relative_to_plain_tensor_op(inputs):
     print(f"compiled render {best:.3f} s, {terms} sin() {plain * 1e3:.2f} ms, ratio {ratio:.1f}")
     assert ratio < MAX_RATIO, (f"the compiled path took {ratio:.1f}x the time of {terms} float64 sin() calls; "
                                f"the guard allows {MAX_RATIO}x: a speed regression?")
+
+
+def test_torch_compile_path_equals_eager(inputs):
+    """The torch.compile flavour (used on CUDA) of the same kernel, checked here on the CPU."""
+    sim = nb.from_args(CONFIGS["polychromatic_thick_kahn"])
+    with torch.no_grad():
+        eager = sim.run().reshape(-1)
+        geo, incident, wl, wf, rot, _ = sim._prepared()
+        pixels = sim.detector.spixels * sim.detector.fpixels
+        slow = torch.arange(sim.detector.spixels).repeat_interleave(sim.detector.fpixels)
+        fast = torch.arange(sim.detector.fpixels).repeat(sim.detector.spixels)
+        kernel = fused.pixel_kernel(sim.detector, sim.crystal, sim.flags, wf, pixels, incident.shape[0], rot,
+                                    aot=False)
+        values, omega, _ = kernel(fused.kernel_inputs(slow, fast, geo, sim.detector, incident, wl, wf, rot,
+                                                      sim.crystal, sim.flags))
+    torch.testing.assert_close(values, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))

@@ -149,17 +149,21 @@ def _build(path, module, inputs, dtype):
             os.unlink(tmp)
 
 
-def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot):
+def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, aot=None):
     """A compiled drop-in for engine.plain_pixels on chunks of `chunk` pixels.
+
+    aot: compile ahead of time with AOTInductor (default on CPU) or else with torch.compile
+    (default on other devices, where the kernels are generated for that device).
 
     Returns a function taking kernel_inputs(...) and returning (values, omega shares, unit
     diffracted vectors)."""
     module = PixelKernel(detector, crystal, flags, weight_factor is not None)
     grid_shape = None if crystal.Fhkl is None else tuple(crystal.Fhkl.shape)
-    key = module.key(chunk, sources, rot.shape[:2], detector.dtype, grid_shape)
+    aot = str(detector.device) == "cpu" if aot is None else aot
+    key = module.key(chunk, sources, rot.shape[:2], detector.dtype, grid_shape) + ("" if aot else "-jit")
     if key in _LOADED:
         return _LOADED[key]
-    if str(detector.device) != "cpu":
+    if not aot:
         _configure_inductor()
         compiled = torch.compile(module, dynamic=False)
         run = lambda inputs: compiled(*inputs)

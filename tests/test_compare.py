@@ -80,8 +80,16 @@ def test_failing_program_exits_2(workdir, tmp_path, capsys):
     assert (out / "c_stdout.txt").read_text().strip() == "boom"
 
 
+def test_c_threads_sets_the_c_programs_openmp_threads(workdir, tmp_path):
+    seen = tmp_path / "threads.txt"
+    c_bin = stand_in(tmp_path, f'echo "$OMP_NUM_THREADS" > "{seen}"; exit 4')
+    assert compare.main(["--outdir", str(tmp_path / "out"), "--c-threads", "1", "--c-bin", c_bin, "--"] + ARGS) == 2
+    assert seen.read_text().strip() == "1"
+
+
 @pytest.mark.parametrize("argv", [
     [],  # nothing at all
+    ["--c-threads", "0", "--c-bin", "/bin/true", "--", "-cell", "1"],
     ["--c-bin", "/bin/true"],  # no '--'
     ["--c-bin", "/bin/true", "--"],  # no nanoBragg arguments
     ["--threshold", "high", "--c-bin", "/bin/true", "--", "-cell", "1"],

@@ -147,3 +147,24 @@ def test_torch_compile_path_equals_eager(inputs):
         values, omega, _ = kernel(fused.kernel_inputs(slow, fast, geo, sim.detector, incident, wl, wf, rot,
                                                       sim.crystal, sim.flags))
     torch.testing.assert_close(values, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
+
+
+def test_command_line_run_leaves_no_temporary_files(inputs, tmp_path):
+    """A loaded kernel package is extracted to a temporary folder; the command line removes it
+    even though it skips the interpreter's shutdown."""
+    import os
+    import subprocess
+    import sys
+
+    _image(CONFIGS["heavy_still"], True)  # the kernel the run below loads (building writes temporary files)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=str(fused.__file__).rsplit("/nanobrag_torch/", 1)[0])
+    args = HEAVY_STILL + ["-detpixels", "512", "-pixel", "0.15", "-floatfile", "f.bin", "-nonoise", "-nopgm",
+                          "-noprogress"]
+    done = subprocess.run([sys.executable, "-m", "nanobrag_torch"] + args, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "writing intimage.img" in done.stdout  # stdout was flushed before the fast exit
+    assert (inputs / "f.bin").stat().st_size == 512 * 512 * 4
+    assert os.path.isdir(os.environ["NANOBRAGG_CACHE"]) and os.listdir(os.environ["NANOBRAGG_CACHE"])
+    assert list(scratch.iterdir()) == []

@@ -1,6 +1,7 @@
 """nb-compare: run nanoBragg.c and nanobrag_torch on the same arguments and compare their float images.
 
-    nb-compare [--outdir DIR] [--roi x0 x1 y0 y1] [--threshold T] [--c-bin PATH] -- <nanoBragg args>
+    nb-compare [--outdir DIR] [--roi x0 x1 y0 y1] [--threshold T] [--c-bin PATH] [--c-threads N]
+               -- <nanoBragg args>
 
 Each program runs in its own scratch folder that links every entry of the current folder (so relative
 input paths work); files a run may write (default output names, -noisefile/-pgmfile/-dumpfile ...)
@@ -55,7 +56,11 @@ def parse(argv):
     p.add_argument("--roi", nargs=4, type=int, metavar=("X0", "X1", "Y0", "Y1"))
     p.add_argument("--threshold", type=float, default=0.999)
     p.add_argument("--c-bin", default=os.environ.get("NB_C_BIN"))
+    p.add_argument("--c-threads", type=int, metavar="N",
+                   help="OMP_NUM_THREADS for the C program (1 reproduces its loop order exactly)")
     opts = p.parse_args(argv[:cut])
+    if opts.c_threads is not None and opts.c_threads < 1:
+        raise Usage("--c-threads must be at least 1")
     opts.args = argv[cut + 1:]
     if not opts.args:
         raise Usage("no nanoBragg arguments after '--'")
@@ -175,7 +180,8 @@ def compare(opts):
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory(prefix="nb_compare_") as root:
-        runs = (("c", [opts.c_bin], None), ("py", [sys.executable, "-m", "nanobrag_torch"], env))
+        c_env = None if opts.c_threads is None else dict(os.environ, OMP_NUM_THREADS=str(opts.c_threads))
+        runs = (("c", [opts.c_bin], c_env), ("py", [sys.executable, "-m", "nanobrag_torch"], env))
         for label, prog, run_env in runs:
             floatfile, intfile = os.path.join(outdir, f"{label}_float.bin"), os.path.join(outdir, f"{label}_int.img")
             for stale in (floatfile, intfile):

@@ -11,6 +11,7 @@ Values that change from run to run (geometry, wavelengths, orientations, structu
 fluence...) are inputs of the compiled kernel; only what shapes the loop nest (counts, crystal
 shape and size, which optional factors apply) is baked in and named by the cache key.
 """
+import atexit
 import dataclasses
 import hashlib
 import os
@@ -24,7 +25,7 @@ from .geometry import detector as detector_module
 from .geometry import vectors as vectors_module
 from .engine import plain_pixels
 
-_LOADED = {}
+_LOADED = {}  # key -> kernel; a loaded package keeps an extracted copy in a temporary folder
 _SOURCE = {}
 GEO_KEYS = ("fdet", "sdet", "odet", "pix0", "distance", "beam", "close_distance", "polar_axis")
 
@@ -48,6 +49,12 @@ def _source_digest():
             digest.update(handle.read())
         _SOURCE["digest"] = digest.hexdigest()
     return _SOURCE["digest"]
+
+
+@atexit.register
+def release():
+    """Unload every kernel: each loader deletes its extracted temporary copy as it goes."""
+    _LOADED.clear()
 
 
 def _kahn_is_zero(kahn):

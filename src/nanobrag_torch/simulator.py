@@ -156,7 +156,9 @@ class Simulation:
     def _render(self, slow, fast, state, prepared, diagnostics):
         geo, incident, wl, wf, rot, _ = prepared
         out, diags, omega_sum = [], [], 0.0
-        step = self.chunk_size(fused=not diagnostics and self._compile_ok(state))
+        # sized for the compiled kernel even while the phi = 0 first term is pending: only one
+        # pixel goes through the eager path for it, and one kernel shape serves the whole run
+        step = self.chunk_size(fused=not diagnostics and self._compile_ok(state, pending_ok=True))
         bounds = list(range(0, slow.numel(), step))
         if state.phi_first_pending and not diagnostics and slow.numel() > 1:
             # only the very first term needs the eager path; the rest can use the fused kernel

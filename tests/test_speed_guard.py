@@ -1,4 +1,7 @@
-"""Speed guard for the main rendering path (fast; the full comparison is benchmarks/run.py).
+"""Speed guard for the eager rendering path (fast; the full comparison is benchmarks/run.py).
+
+The eager path renders small runs, autograd, diagnostics and the per-term -oversample_* rules;
+tests/test_fused.py guards the compiled path that large runs take.
 
 A small heavy still (triclinic, misset, HKL lookup, mosaic, phi, oversampling) goes through the CLI
 in-process and is timed against a plain tensor operation of the same size measured in the same

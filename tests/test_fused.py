@@ -168,3 +168,13 @@ def test_command_line_run_leaves_no_temporary_files(inputs, tmp_path):
     assert (inputs / "f.bin").stat().st_size == 512 * 512 * 4
     assert os.path.isdir(os.environ["NANOBRAGG_CACHE"]) and os.listdir(os.environ["NANOBRAGG_CACHE"])
     assert list(scratch.iterdir()) == []
+
+
+def test_kernel_key_names_the_cpu(inputs, monkeypatch):
+    """Kernels are compiled for the building machine's instruction set: another CPU gets its own."""
+    sim = nb.from_args(CONFIGS["heavy_still"])
+    module = fused.PixelKernel(sim.detector, sim.crystal, sim.flags, False)
+    key = module.key(100, 1, (5, 10), torch.float64, (17, 17, 17))
+    assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) == key
+    monkeypatch.setitem(fused._SOURCE, "cpu", "another-cpu")
+    assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) != key

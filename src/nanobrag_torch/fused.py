@@ -15,6 +15,7 @@ import atexit
 import dataclasses
 import hashlib
 import os
+import platform
 import tempfile
 import warnings
 
@@ -57,6 +58,21 @@ def release():
     _LOADED.clear()
 
 
+def _cpu_fingerprint():
+    """The CPU's model and instruction-set flags: kernels are built for the machine that builds them
+    (-march=native), so a cache shared between different machines must not hand one to the other."""
+    if "cpu" not in _SOURCE:
+        text = platform.machine()
+        try:
+            with open("/proc/cpuinfo") as handle:
+                lines = [ln for ln in handle if ln.startswith(("model name", "flags", "Features"))]
+            text += "".join(sorted(set(lines)))
+        except OSError:
+            text += platform.processor()
+        _SOURCE["cpu"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _SOURCE["cpu"]
+
+
 def _kahn_is_zero(kahn):
     return not torch.is_tensor(kahn) and float(kahn) == 0.0
 
@@ -79,7 +95,7 @@ class PixelKernel(torch.nn.Module):
         consts = (d.oversample, d.thicksteps, d.thickness, d.curved, d.point_pixel, c.shape, _constant(c.Na),
                   _constant(c.Nb), _constant(c.Nc), _constant(c.fudge), _constant(c.default_F), tuple(c.hkl_min),
                   c.hkl_count, grid_shape, f.nopolar, self.kahn_zero, _constant(f.dmin), f.steps, self.weighted,
-                  chunk, sources, tuple(orientations), str(dtype), torch.__version__)
+                  chunk, sources, tuple(orientations), str(dtype), torch.__version__, _cpu_fingerprint())
         digest = hashlib.sha256(_source_digest().encode())
         digest.update(repr(consts).encode())
         return digest.hexdigest()[:32]

@@ -105,6 +105,9 @@ class Crystal:
     Fhkl: torch.Tensor = None  # (h_range, k_range, l_range) grid, or None
     hkl_min: tuple = (0, 0, 0)
     hkl_count: int = 0
+    # Fhkl carries a one-cell border of default_F (hkl_min then indexes the border), so lookups
+    # clamp onto it instead of testing each index; the compiled path builds such a grid
+    hkl_bordered: bool = False
     default_F: object = 0.0
     interpolate: bool = False
     phi0: object = 0.0

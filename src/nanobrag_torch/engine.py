@@ -112,6 +112,10 @@ def _nearest_F(crystal, h0, k0, l0, dflt):
         return dflt.expand_as(h0)
     hmin, kmin, lmin = crystal.hkl_min
     hr, kr, lr = grid.shape
+    if crystal.hkl_bordered:
+        ih, ik, il = ((x - x_min).clamp(0, size - 1).to(torch.int32)
+                      for x, x_min, size in ((h0, hmin, hr), (k0, kmin, kr), (l0, lmin, lr)))
+        return grid.reshape(-1)[(ih * kr + ik) * lr + il]
     # 32-bit index arithmetic: half the vector work of 64-bit in a compiled loop (a grid of
     # 2^31 structure factors would not fit in memory anyway); clamped first so that no index
     # overflows, keeping out-of-range ones out of range

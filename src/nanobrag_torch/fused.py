@@ -84,8 +84,10 @@ class PixelKernel(torch.nn.Module):
         super().__init__()
         thick_on = bool(detector.thicksteps) and _constant(detector.thickness) != 0.0
         self.detector = dataclasses.replace(detector, thickness=1.0 if thick_on else 0.0, _cache=None)
-        self.crystal = dataclasses.replace(crystal, mosaic_umats=None, real=None, recip=None, Fhkl=None)
         self.has_grid = crystal.Fhkl is not None
+        # the grid comes in with a border of default_F (see kernel_inputs): no inside test per term
+        border = dict(hkl_bordered=True, hkl_min=tuple(m - 1 for m in crystal.hkl_min)) if self.has_grid else {}
+        self.crystal = dataclasses.replace(crystal, mosaic_umats=None, real=None, recip=None, Fhkl=None, **border)
         self.flags = flags
         self.weighted = weighted
         self.kahn_zero = _kahn_is_zero(flags.kahn)
@@ -119,7 +121,10 @@ def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_facto
     t = detector.t
     dtype = detector.dtype
     zero = torch.zeros((), dtype=dtype, device=slow.device)
-    grid = crystal.Fhkl if crystal.Fhkl is not None else zero.reshape(1)
+    grid = zero.reshape(1)
+    if crystal.Fhkl is not None:
+        grid = torch.nn.functional.pad(crystal.Fhkl.detach()[None], (1, 1, 1, 1, 1, 1),
+                                       value=float(crystal.default_F))[0]
     recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=slow.device)
     weights = weight_factor if weight_factor is not None else zero.reshape(1)
     values = [slow, fast] + [t(geo[k]) for k in GEO_KEYS]

@@ -148,7 +148,6 @@ def _configure_inductor():
     # recompute per-term intermediates (q, h, k, l) inside the one reduction loop instead of
     # writing them to memory between loops: they are cheap, memory traffic is not
     inductor_config.realize_reads_threshold = 16
-    inductor_config.realize_opcount_threshold = 2000
 
 
 def _build(path, module, inputs, dtype):

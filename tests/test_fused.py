@@ -178,3 +178,21 @@ def test_kernel_key_names_the_cpu(inputs, monkeypatch):
     assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) == key
     monkeypatch.setitem(fused._SOURCE, "cpu", "another-cpu")
     assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) != key
+
+
+def test_release_removes_extracted_packages_while_simulations_live(inputs, tmp_path, monkeypatch):
+    """What runs at exit for library users: a Simulation still holding its kernel must not keep the
+    package's temporary copy alive; the kernel still works afterwards (it loads again)."""
+    _image(CONFIGS["heavy_still"], True)  # build (or find) the kernel
+    fused.release()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    first, sim = _image(CONFIGS["heavy_still"], True)  # loads the package: extracted under TMPDIR
+    assert sim.use_compile is True and list(scratch.iterdir())
+    fused.release()
+    assert list(scratch.iterdir()) == []
+    with torch.no_grad():
+        again = sim.run()
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    fused.release()

@@ -26,7 +26,8 @@ from .geometry import detector as detector_module
 from .geometry import vectors as vectors_module
 from .engine import plain_pixels
 
-_LOADED = {}  # key -> kernel; a loaded package keeps an extracted copy in a temporary folder
+_LOADED = {}  # key -> kernel function
+_PACKAGES = {}  # key -> loaded package; each keeps an extracted copy in a temporary folder
 _SOURCE = {}
 GEO_KEYS = ("fdet", "sdet", "odet", "pix0", "distance", "beam", "close_distance", "polar_axis")
 
@@ -54,8 +55,10 @@ def _source_digest():
 
 @atexit.register
 def release():
-    """Unload every kernel: each loader deletes its extracted temporary copy as it goes."""
-    _LOADED.clear()
+    """Unload every kernel package: each deletes its extracted temporary copy as it goes.
+
+    Kernel functions handed out earlier stay usable (they load their package again if called)."""
+    _PACKAGES.clear()
 
 
 def _cpu_fingerprint():
@@ -199,8 +202,13 @@ def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, a
         if not os.path.exists(path):
             _build(path, module, _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot),
                    detector.dtype)
-        loader = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
-        run = lambda inputs: tuple(loader.run(inputs))
+
+        def run(inputs):
+            # the package is looked up on every call, so release() can unload it whoever holds `run`
+            loader = _PACKAGES.get(key)
+            if loader is None:
+                loader = _PACKAGES[key] = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+            return tuple(loader.run(inputs))
     _LOADED[key] = run
     return run
 

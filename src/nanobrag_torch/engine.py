@@ -243,7 +243,9 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     vectors = rot.reshape(P * M, 3, 3)
     n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
-    if plain and flags.dmin <= 0:
+    # the plain path without a dmin cut sums sources inside the lattice sum, with their weights
+    summed_inside = plain and flags.dmin <= 0
+    if summed_inside:
         summed = lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weight_factor)  # (n, T, S)
         intensity = bg + summed.reshape(n, -1).sum(-1)
     elif plain:
@@ -262,15 +264,7 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         f_cell = structure_factors(crystal, h, k, l, skip, state)
         term = f_cell * f_cell * f_latt * f_latt
         per_source = term.sum(-1)  # (n, T, S, N)
-    if plain and flags.dmin <= 0:
-        pass  # summed above
-    elif not running:
-        if weight_factor is not None:
-            per_source = per_source * weight_factor
-        if flags.dmin > 0:
-            per_source = torch.where(src_ok, per_source, torch.zeros_like(per_source))
-        intensity = bg + per_source.reshape(n, -1).sum(-1)
-    else:
+    if running:
         if weight_factor is not None:
             term = term * weight_factor[:, None]
         term = torch.where(skip, torch.zeros_like(term), term)
@@ -285,6 +279,12 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
         suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
         intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
+    elif not summed_inside:
+        if weight_factor is not None:
+            per_source = per_source * weight_factor
+        if flags.dmin > 0:
+            per_source = torch.where(src_ok, per_source, torch.zeros_like(per_source))
+        intensity = bg + per_source.reshape(n, -1).sum(-1)
 
     value = R_E_SQR * flags.fluence * intensity / flags.steps
     if not flags.oversample_thick:

@@ -1,10 +1,11 @@
 """X-ray sources: divergence grid x spectral dispersion, or an explicit list from a file."""
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .geometry.vectors import rotate_axis, unitize
+from .geometry.vectors import rotate_cos_sin, unitize
 
 SOURCE_DISTANCE = 10.0  # metres; nanoBragg places generated sources 10 m upstream
 
@@ -24,39 +25,38 @@ class SourceGrid:
 def divergence_grid(beam, polar, vert, lambda0, hdivrange, hdivstep, hdivsteps,
                     vdivrange, vdivstep, vdivsteps, dispersion, dispstep, dispsteps, round_div,
                     source_distance=SOURCE_DISTANCE):
-    """nanoBragg's generated source list (all arguments already resolved by its step logic)."""
-    ticks = []
-    for ht in range(hdivsteps):
-        for vt in range(vdivsteps):
-            hdiv = hdivstep * ht - hdivrange / 2.0
-            vdiv = vdivstep * vt - vdivrange / 2.0
-            if round_div:
-                test = (hdiv * hdiv - hdivstep * hdivstep / 4.0 * (1 - hdivsteps % 2)) / hdivrange / hdivrange if hdivrange else _nan()
-                test += (vdiv * vdiv - vdivstep * vdivstep / 4.0 * (1 - vdivsteps % 2)) / vdivrange / vdivrange if vdivrange else _nan()
-                if test * 4.0 > 1.1:
-                    continue
-            ticks.append((hdiv, vdiv))
+    """nanoBragg's generated source list (all arguments already resolved by its step logic),
+    in its order: divergence ticks (h outer, v inner), each with every dispersion step."""
+    ht, vt = np.meshgrid(np.arange(hdivsteps), np.arange(vdivsteps), indexing="ij")
+    hdiv = (hdivstep * ht - hdivrange / 2.0).ravel()
+    vdiv = (vdivstep * vt - vdivrange / 2.0).ravel()
+    if round_div:
+        test = _trim_term(hdiv, hdivrange, hdivstep, hdivsteps) + _trim_term(vdiv, vdivrange, vdivstep, vdivsteps)
+        keep = ~(test * 4.0 > 1.1)
+        hdiv, vdiv = hdiv[keep], vdiv[keep]
     lambdas = [lambda0 * (1.0 + dispstep * t - dispersion / 2.0) for t in range(dispsteps)]
-    n = len(ticks) * len(lambdas)
+    n = len(hdiv) * len(lambdas)
     weight = 1.0 / n if n else 0.0
-    pos, lam = [], []
-    b = torch.tensor(beam, dtype=torch.float64)
+    # the C library's cos and sin, one angle at a time, so the positions match nanoBragg's bits
+    cos_sin = [torch.tensor([f(a) for a in angles], dtype=torch.float64).reshape(-1, 1)
+               for angles in (vdiv, hdiv) for f in (math.cos, math.sin)]
+    start = -source_distance * torch.tensor(beam, dtype=torch.float64)
     p = torch.tensor(polar, dtype=torch.float64)
     v = torch.tensor(vert, dtype=torch.float64)
-    for hdiv, vdiv in ticks:
-        vec = -source_distance * b
-        vec = rotate_axis(rotate_axis(vec, p, vdiv), v, hdiv)
-        for wl in lambdas:
-            pos.append(vec.numpy().copy())
-            lam.append(wl)
-    positions = np.array(pos, dtype=np.float64).reshape(-1, 3)
-    return SourceGrid(positions, np.full(len(lam), weight), np.array(lam, dtype=np.float64),
-                      len(ticks), ticks, lambdas)
+    tilted = rotate_cos_sin(start.expand(len(vdiv), 3), p, *cos_sin[:2])
+    ticks = rotate_cos_sin(tilted, v, *cos_sin[2:]).numpy()
+    positions = np.repeat(ticks, len(lambdas), axis=0)
+    wavelengths = np.tile(np.array(lambdas, dtype=np.float64), len(ticks))
+    return SourceGrid(positions, np.full(n, weight), wavelengths, len(ticks),
+                      list(zip(hdiv.tolist(), vdiv.tolist())), lambdas)
 
 
-def _nan():
-    # nanoBragg divides by a zero range here, giving NaN (never trimmed)
-    return float("nan")
+def _trim_term(div, divrange, divstep, divsteps):
+    """One axis's share of the elliptical trim test (-round_div)."""
+    if not divrange:
+        # nanoBragg divides by the zero range here, giving NaN (so nothing is trimmed)
+        return np.full(len(div), np.nan)
+    return (div * div - divstep * divstep / 4.0 * (1 - divsteps % 2)) / divrange / divrange
 
 
 def source_directions(positions, dtype, device):

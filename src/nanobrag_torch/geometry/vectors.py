@@ -33,6 +33,12 @@ def rotate_axis(v, axis, angle):
     c, s = torch.cos(angle), torch.sin(angle)
     if c.dim():
         c, s = c.unsqueeze(-1), s.unsqueeze(-1)
+    return rotate_cos_sin(v, axis, c, s)
+
+
+def rotate_cos_sin(v, axis, c, s):
+    """rotate_axis given the angle's cosine and sine (each shaped like v without, or with a
+    length-1, last axis), for callers that must take them from the C library's cos and sin."""
     along = dot(axis, v).unsqueeze(-1) * (1 - c)
     ax, ay, az = axis.unbind(-1)
     vx, vy, vz = v.unbind(-1)

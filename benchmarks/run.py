@@ -2,7 +2,8 @@
 """Benchmark suite: our CLI against a build of nanoBragg.c on the same machine.
 
     benchmarks/run.py [--repeats 3] [--only W1,W3] [--quick] [--c-bin PATH] [--threads N]
-                      [--py-args "-dtype float32"] [--reuse-cache] [--out FILE] [--keep] [--plot [SVG]]
+                      [--py-args "-dtype float32"] [--reuse-cache] [--render-time] [--out FILE] [--keep]
+                      [--plot [SVG]]
 
 Each workload runs in its own temporary folder, ours and C alternating, and every run is a fresh
 process.  Reported per workload: median wall time, ours cold (first run, which builds the compiled
@@ -251,6 +252,8 @@ def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
     result = {"description": WORKLOADS[name][0], "args": args_text}
     for side in sides:
         result[side] = summarize(runs[side])
+    if args.render_time:
+        result["ours"]["render"] = render_time(sides["ours"][0], py_cmd, wl, env_py, args)
     if "c" in sides:
         ours, c = result["ours"], result["c"]["median_s"]
         o = ours["warm_s"] if ours["warm_s"] is not None else ours["median_s"]  # the target is warm
@@ -260,6 +263,25 @@ def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
         result["cpu_ratio"] = (o / c) if o and c else None
         corr, sum_ratio = correlation(sides["ours"][0] / FLOAT_IMAGE, sides["c"][0] / FLOAT_IMAGE)
         result["correlation"], result["sum_ratio"] = corr, sum_ratio
+        render, c_wall = result["ours"].get("render") or {}, result["c"]["median_s"]
+        result["render_ratio"] = render["median_s"] / c_wall if render.get("median_s") and c_wall else None
+    return result
+
+
+def render_time(folder, py_cmd, wl, env, args):
+    """render_time.py in ours' folder (its kernel cache is warm by now): the in-process render alone."""
+    extra = shlex.split(args.py_args)
+    cmd = [sys.executable, str(HERE / "render_time.py"), "--repeats", str(max(args.repeats, 3)), "--"] + extra + wl
+    try:
+        done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[-1]}
+    result = json.loads(lines[-1])
+    print(f"render time ({result['device']}, compiled: {result['compiled']}): median {result['median_s']:.3f} s "
+          f"of {result['render_s']}", file=sys.stderr, flush=True)
     return result
 
 
@@ -280,7 +302,7 @@ def mib(kb):
 
 def table(results):
     head = ("workload", "ours med s", "cold s", "warm s", "C med s", "warm/C", "cold/C", "ours cpu s", "C cpu s",
-            "ours MiB", "C MiB", "corr")
+            "ours MiB", "C MiB", "corr", "render s", "render/C")
     rows = [head]
     for name, r in results.items():
         if "skipped" in r:
@@ -290,7 +312,8 @@ def table(results):
         rows.append((name, fmt(o["median_s"]), fmt(o["cold_s"]), fmt(o["warm_s"]),
                      fmt(c.get("median_s")), fmt(r.get("ratio")), fmt(r.get("cold_ratio")), fmt(o["cpu_median_s"]),
                      fmt(c.get("cpu_median_s")), fmt(mib(o["peak_rss_kb"]), ".0f"),
-                     fmt(mib(c.get("peak_rss_kb")), ".0f"), fmt(r.get("correlation"), ".8f")))
+                     fmt(mib(c.get("peak_rss_kb")), ".0f"), fmt(r.get("correlation"), ".8f"),
+                     fmt((o.get("render") or {}).get("median_s"), ".3f"), fmt(r.get("render_ratio"), ".3f")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -391,6 +414,8 @@ def parse_args(argv):
     p.add_argument("--reuse-cache", action="store_true",
                    help="use the normal compiled-kernel cache (default: an empty one per workload, so 'cold' "
                         "includes building the kernel)")
+    p.add_argument("--render-time", action="store_true",
+                   help="also time the render alone in-process (render_time.py), without start-up or files")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed (default 1800)")
     p.add_argument("--out", help="JSON record path (default benchmarks/results/<timestamp>.json)")
     p.add_argument("--keep", action="store_true", help="keep the temporary work folders")

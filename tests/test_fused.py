@@ -8,6 +8,7 @@ Kernels are built into a temporary cache, so the test exercises the build, not a
 """
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +69,7 @@ def test_compiled_path_equals_eager(inputs, name):
     loaded = len(fused._LOADED)
     compiled, sim = _image(CONFIGS[name], True)
     assert sim.use_compile is True, "the compiled path failed and fell back to eager"
+    assert sim.stats["compiled_kernel"] is True
     assert len(fused._LOADED) == loaded + 1, "no kernel was built for this configuration"
     assert eager.abs().max() > 0
     # same formulas; only the order of the per-pixel sum differs
@@ -196,3 +198,29 @@ def test_release_removes_extracted_packages_while_simulations_live(inputs, tmp_p
         again = sim.run()
     torch.testing.assert_close(again, first, rtol=0, atol=0)
     fused.release()
+
+
+def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys):
+    """Without a working compiler (or on a device whose compiler fails) the run still completes on
+    the eager engine, and the command line says so in one line on stderr."""
+    from nanobrag_torch import cli
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler\nsecond line of detail")
+
+    monkeypatch.setattr(fused, "pixel_kernel", no_compiler)
+    monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
+    args = CONFIGS["heavy_still"] + ["-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nanoBragg: warning: compiled kernel unavailable (RuntimeError: InvalidCxxCompiler: no working C++ "
+                   "compiler); rendering with the eager engine (slower; NANOBRAGG_COMPILE=0 skips the attempt)"]
+    assert simulator._COMPILED["ok"] is False  # later simulations in this process do not retry
+    monkeypatch.setitem(simulator._COMPILED, "ok", True)
+    with pytest.warns(RuntimeWarning, match="compiled kernel unavailable"):
+        image, sim = _image(CONFIGS["heavy_still"], True)
+    assert sim.use_compile is False and sim.stats["compiled_kernel"] is False
+    eager, _ = _image(CONFIGS["heavy_still"], False)
+    torch.testing.assert_close(image, eager, rtol=0, atol=0)
+    written = torch.from_numpy(np.fromfile(inputs / "f.bin", dtype="<f4")).reshape(image.shape)
+    torch.testing.assert_close(written, eager.float(), rtol=0, atol=0)

@@ -3,6 +3,7 @@ import gc
 import os
 import sys
 import time
+import warnings
 
 _FIRST_IMPORT = "torch" not in sys.modules
 if _FIRST_IMPORT:
@@ -139,6 +140,10 @@ def one_line(exc):
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"nanoBragg: warning: {one_line(message)}", file=sys.stderr if file is None else file)
+
+
 def entry():
     """Console-script entry point: main(), then leave without finalizing the interpreter.
 
@@ -166,7 +171,9 @@ def main(argv=None):
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        return run(argv)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return run(argv)
     except NanoBraggError as exc:
         sys.stdout.flush()
         print(f"nanoBragg: error: {one_line(exc)}", file=sys.stderr)

@@ -5,6 +5,7 @@ whole detector, a region of interest, or an explicit list of pixels. Differentia
 """
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -195,10 +196,14 @@ class Simulation:
         try:
             # a fixed chunk shape keeps one compiled kernel for the whole run
             value, omega = self._fused(prepared, step)(_pad(slow, step), _pad(fast, step))[:2]
-        except Exception:
+        except Exception as exc:
             # no working compiler here: stay on the eager path for the rest of the session
             _COMPILED["ok"] = False
             self.use_compile = False
+            reason = (str(exc).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"compiled kernel unavailable ({type(exc).__name__}: {reason}); "
+                          "rendering with the eager engine (slower; NANOBRAGG_COMPILE=0 skips the attempt)",
+                          RuntimeWarning, stacklevel=2)
             return None, None
         return value[:n], omega[:n]
 
@@ -270,5 +275,7 @@ class Simulation:
             idx = torch.cat([p[0] for p in pieces])
             vals = torch.cat([p[1] for p in pieces])
             image = image.index_put((idx,), vals)
-        self.stats = dict(omega_sum=omega_sum, interpolation_warning=state.warning)
+        # compiled_kernel: whether the plain path ran compiled (False after a failed build too)
+        self.stats = dict(omega_sum=omega_sum, interpolation_warning=state.warning,
+                          compiled_kernel=self._compile_ok(state, pending_ok=True))
         return image.reshape(d.spixels, d.fpixels)

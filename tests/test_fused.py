@@ -6,6 +6,7 @@ sub-pixels, divergence and dispersion, weighted sources, detector layers, Kahn p
 point pixels, non-square crystal shapes, water background, dmin) must give the eager image.
 Kernels are built into a temporary cache, so the test exercises the build, not a leftover.
 """
+import os
 import time
 
 import numpy as np
@@ -45,6 +46,7 @@ def _write_inputs(folder):
 @pytest.fixture(autouse=True)
 def private_kernel_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NANOBRAGG_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "inductor"))
     monkeypatch.setitem(simulator._COMPILED, "ok", True)
 
 
@@ -63,14 +65,23 @@ def _image(args, compiled, dtype="float64"):
     return image, sim
 
 
+def _listing(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files)
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_compiled_path_equals_eager(inputs, name):
     eager, _ = _image(CONFIGS[name], False)
     loaded = len(fused._LOADED)
+    inductor = os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    before = _listing(inductor)
     compiled, sim = _image(CONFIGS[name], True)
     assert sim.use_compile is True, "the compiled path failed and fell back to eager"
     assert sim.stats["compiled_kernel"] is True
     assert len(fused._LOADED) == loaded + 1, "no kernel was built for this configuration"
+    # the build's intermediate files went to a folder of its own, since removed
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == inductor and _listing(inductor) == before
+    assert [n for n in os.listdir(os.environ["NANOBRAGG_CACHE"]) if not n.endswith(".pt2")] == []
     assert eager.abs().max() > 0
     # same formulas; only the order of the per-pixel sum differs
     torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
@@ -154,7 +165,6 @@ def test_torch_compile_path_equals_eager(inputs):
 def test_command_line_run_leaves_no_temporary_files(inputs, tmp_path):
     """A loaded kernel package is extracted to a temporary folder; the command line removes it
     even though it skips the interpreter's shutdown."""
-    import os
     import subprocess
     import sys
 

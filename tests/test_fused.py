@@ -234,3 +234,19 @@ def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys
     torch.testing.assert_close(image, eager, rtol=0, atol=0)
     written = torch.from_numpy(np.fromfile(inputs / "f.bin", dtype="<f4")).reshape(image.shape)
     torch.testing.assert_close(written, eager.float(), rtol=0, atol=0)
+
+
+def test_command_line_notes_a_kernel_build_once(inputs, monkeypatch, capsys):
+    """A first run of a configuration builds its kernel (tens of seconds): the command line says so
+    in one line on stderr; the next run loads the kernel and says nothing."""
+    from nanobrag_torch import cli
+
+    monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
+    # -N 4 bakes a crystal size that no other test builds, so the first run here builds
+    args = CONFIGS["heavy_still"] + ["-N", "4", "-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    cache = os.environ["NANOBRAGG_CACHE"]
+    assert err == [f"nanoBragg: note: building a compiled kernel for this configuration (once; it is kept in {cache})"]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().err == ""

@@ -1,5 +1,6 @@
 """nanoBragg-compatible command line: parse flags into settings, run the simulator, write files."""
 import gc
+import logging
 import os
 import sys
 import time
@@ -31,7 +32,9 @@ Options follow nanoBragg.c (see README): -distance -detpixels -pixel -lambda -N 
 class Progress:
     """'N% done' lines (or a bar on a terminal), only once a run has taken over a second."""
 
-    def __init__(self, enabled, stream=sys.stdout):
+    def __init__(self, enabled, stream=None):
+        # sys.stdout looked up now, not at import: it may have been replaced since (tests, notebooks)
+        stream = sys.stdout if stream is None else stream
         self.enabled, self.stream, self.start, self.last = enabled, stream, time.time(), -1
 
     def __call__(self, fraction):
@@ -94,8 +97,10 @@ def load_settings(argv, say):
     return v
 
 
-def run(argv, out=sys.stdout):
+def run(argv, out=None):
     from . import outputs, setup
+
+    out = sys.stdout if out is None else out
 
     def say(text):
         out.write(text + "\n")
@@ -170,6 +175,12 @@ def main(argv=None):
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
+    notes = logging.StreamHandler(sys.stderr)
+    notes.setFormatter(logging.Formatter("nanoBragg: note: %(message)s"))
+    logger = logging.getLogger(__package__)
+    level = logger.level
+    logger.addHandler(notes)
+    logger.setLevel(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
@@ -195,3 +206,6 @@ def main(argv=None):
         print(f"nanoBragg: internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug for details)",
               file=sys.stderr)
         return 1
+    finally:
+        logger.removeHandler(notes)
+        logger.setLevel(level)

@@ -14,6 +14,7 @@ shape and size, which optional factors apply) is baked in and named by the cache
 import atexit
 import dataclasses
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -27,6 +28,7 @@ from .geometry import detector as detector_module
 from .geometry import vectors as vectors_module
 from .engine import plain_pixels
 
+LOG = logging.getLogger(__name__)  # the command line shows its notes on stderr
 _LOADED = {}  # key -> kernel function
 _PACKAGES = {}  # key -> loaded package; each keeps an extracted copy in a temporary folder
 _SOURCE = {}
@@ -209,11 +211,14 @@ def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, a
         return _LOADED[key]
     if not aot:
         _configure_inductor()
+        LOG.info("compiling the kernel for %s with torch.compile at its first call (or loading it from "
+                 "Inductor's cache)", detector.device)
         compiled = torch.compile(module, dynamic=False)
         run = lambda inputs: compiled(*inputs)
     else:
         path = os.path.join(cache_dir(), key + ".pt2")
         if not os.path.exists(path):
+            LOG.info("building a compiled kernel for this configuration (once; it is kept in %s)", cache_dir())
             _build(path, module, _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot),
                    detector.dtype)
 

@@ -250,3 +250,27 @@ def test_command_line_notes_a_kernel_build_once(inputs, monkeypatch, capsys):
     assert err == [f"nanoBragg: note: building a compiled kernel for this configuration (once; it is kept in {cache})"]
     assert cli.main(args) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_damaged_kernel_package_is_rebuilt(inputs, caplog):
+    """A package that cannot be loaded (damaged on disk) is replaced by a new build instead of
+    sending every later run to the slow eager path."""
+    import logging
+
+    fused.release()
+    fused._LOADED.clear()
+    first, _ = _image(CONFIGS["round_weighted_water_dmin"], True)  # built or found in this session's cache
+    [key] = fused._LOADED
+    package = os.path.join(os.environ["NANOBRAGG_CACHE"], key + ".pt2")
+    size = os.path.getsize(package)
+    fused.release()
+    fused._LOADED.clear()
+    with open(package, "r+b") as handle:
+        handle.truncate(1000)
+    caplog.set_level(logging.INFO, logger="nanobrag_torch")
+    again, sim = _image(CONFIGS["round_weighted_water_dmin"], True)
+    assert sim.stats["compiled_kernel"] is True
+    assert any("could not be loaded" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    assert abs(os.path.getsize(package) - size) < size // 10  # a whole package again
+    fused.release()

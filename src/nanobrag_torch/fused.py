@@ -217,19 +217,37 @@ def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, a
         run = lambda inputs: compiled(*inputs)
     else:
         path = os.path.join(cache_dir(), key + ".pt2")
-        if not os.path.exists(path):
+
+        def build():
             LOG.info("building a compiled kernel for this configuration (once; it is kept in %s)", cache_dir())
             _build(path, module, _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot),
                    detector.dtype)
+
+        if not os.path.exists(path):
+            build()
 
         def run(inputs):
             # the package is looked up on every call, so release() can unload it whoever holds `run`
             loader = _PACKAGES.get(key)
             if loader is None:
-                loader = _PACKAGES[key] = torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+                loader = _PACKAGES[key] = _load_package(path, build)
             return tuple(loader.run(inputs))
     _LOADED[key] = run
     return run
+
+
+def _load_package(path, build):
+    """The package's loader; a package that cannot be loaded (damaged on disk) is built again, once."""
+    try:
+        return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+    except Exception as exc:  # the loader reports a damaged archive or library in several ways
+        LOG.info("the kernel package %s could not be loaded (%s); replacing it", path, type(exc).__name__)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        build()
+        return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
 
 
 def _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot):

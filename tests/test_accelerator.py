@@ -12,24 +12,19 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
+from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch import cli, simulator
 
 DEVICE = os.environ.get("NB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
                                 reason="no CUDA device on this machine (NB_TEST_DEVICE=cpu checks these tests)")
 
-# a small heavy still: triclinic, misset, HKL lookup, mosaic, phi steps, sub-pixels
-HEAVY_STILL = ["-cell", "70", "80", "90", "75", "85", "95", "-misset", "10", "20", "30", "-hkl", "grid.hkl",
-               "-default_F", "10", "-lambda", "1.0", "-N", "5", "-distance", "100", "-mosaic", "0.5",
-               "-mosaic_dom", "10", "-phi", "0", "-osc", "1", "-phisteps", "5", "-oversample", "2",
-               "-nointerpolate", "-detpixels", "24", "-pixel", "4"]
+HEAVY_STILL = heavy_still_args("small.hkl", 24, 4)
 
 
 @pytest.fixture(autouse=True)
 def folder(tmp_path, tmp_path_factory, monkeypatch):
-    hkl = np.array(np.meshgrid(*[np.arange(-7, 8)] * 3, indexing="ij")).reshape(3, -1).T
-    amplitudes = 1 + (hkl @ np.array([5, 3, 1])) % 40
-    np.savetxt(tmp_path / "grid.hkl", np.column_stack((hkl, amplitudes)), fmt="%d")
+    write_hkl(tmp_path / "small.hkl", span=8)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NANOBRAGG_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
     monkeypatch.setitem(simulator._COMPILED, "ok", True)

@@ -14,13 +14,11 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
+from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch import fused, simulator
 
-HEAVY_STILL = ["-cell", "70", "80", "90", "75", "85", "95", "-misset", "10", "20", "30", "-hkl", "small.hkl",
-               "-default_F", "10", "-lambda", "1.0", "-N", "5", "-distance", "100", "-mosaic", "0.5",
-               "-mosaic_dom", "10", "-phi", "0", "-osc", "1", "-phisteps", "5", "-oversample", "2", "-nointerpolate"]
 CONFIGS = {
-    "heavy_still": HEAVY_STILL + ["-detpixels", "20", "-pixel", "4"],
+    "heavy_still": heavy_still_args("small.hkl", 20, 4),
     "polychromatic_thick_kahn": ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "1.0",
                                  "-N", "10", "-distance", "100", "-detpixels", "20", "-pixel", "5", "-dispersion", "5",
                                  "-dispsteps", "3", "-hdivrange", "1", "-vdivrange", "1", "-hdivsteps", "3",
@@ -34,11 +32,7 @@ CONFIGS = {
 
 
 def _write_inputs(folder):
-    with open(folder / "small.hkl", "w") as f:
-        for h in range(-8, 9):
-            for k in range(-8, 9):
-                for l in range(-8, 9):
-                    f.write(f"{h} {k} {l} {1 + (h * 7 + k * 3 + l) % 50}\n")
+    write_hkl(folder / "small.hkl", span=8)
     with open(folder / "weighted.txt", "w") as f:
         f.write("-10 0 0 1.0 1.0e-10\n-10 0.01 0 0.3 1.02e-10\n-10 0 0.01 0.6 0.98e-10\n")
 
@@ -118,7 +112,7 @@ PIXELS = 256
 
 
 def test_compiled_speed_relative_to_plain_tensor_op(inputs):
-    args = HEAVY_STILL + ["-detpixels", str(PIXELS), "-pixel", "0.3"]
+    args = heavy_still_args("small.hkl", PIXELS, 0.3)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -172,7 +166,7 @@ def test_command_line_run_leaves_no_temporary_files(inputs, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=str(fused.__file__).rsplit("/nanobrag_torch/", 1)[0])
-    args = HEAVY_STILL + ["-detpixels", "512", "-pixel", "0.15", "-floatfile", "f.bin", "-nonoise", "-nopgm",
+    args = heavy_still_args("small.hkl", 512, 0.15) + ["-floatfile", "f.bin", "-nonoise", "-nopgm",
                           "-noprogress"]
     done = subprocess.run([sys.executable, "-m", "nanobrag_torch"] + args, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -16,10 +16,11 @@ import time
 
 import torch
 
+from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch.cli import run
 
 PIXELS = 128
-OVERSAMPLE, PHISTEPS, DOMAINS = 2, 5, 10
+OVERSAMPLE, PHISTEPS, DOMAINS = 2, 5, 10  # the counts heavy_still_args sets
 TERMS = PIXELS * PIXELS * OVERSAMPLE ** 2 * PHISTEPS * DOMAINS  # one source
 
 # Calibration (2-core AMD EPYC, torch 2.13 CPU, engine of 2026-11-21): ratio 30-33 at best, up to 50
@@ -29,22 +30,9 @@ MAX_RATIO = 90
 
 
 def _argv(folder):
-    return ["-cell", "70", "80", "90", "75", "85", "95", "-misset", "10", "20", "30",
-            "-hkl", str(folder / "small.hkl"), "-default_F", "10", "-lambda", "1.0", "-N", "5",
-            "-distance", "100", "-detpixels", str(PIXELS), "-pixel", "0.8",
-            "-mosaic", "0.5", "-mosaic_dom", str(DOMAINS), "-phi", "0", "-osc", "1",
-            "-phisteps", str(PHISTEPS), "-oversample", str(OVERSAMPLE), "-nointerpolate",
-            "-nonoise", "-nopgm", "-noprogress", "-nthreads", "1",
-            "-floatfile", str(folder / "float.bin"), "-intfile", str(folder / "int.img")]
-
-
-def _write_hkl(path, span=12):
-    # a dense block of reflections with varying amplitudes, so the lookup path does real work
-    with open(path, "w") as f:
-        for h in range(-span, span + 1):
-            for k in range(-span, span + 1):
-                for l in range(-span, span + 1):
-                    f.write(f"{h} {k} {l} {1 + (h * 7 + k * 3 + l) % 50}\n")
+    return heavy_still_args(folder / "small.hkl", PIXELS, 0.8) + [
+        "-nonoise", "-nopgm", "-noprogress", "-nthreads", "1",
+        "-floatfile", str(folder / "float.bin"), "-intfile", str(folder / "int.img")]
 
 
 def _best(fn, repeats):
@@ -57,7 +45,7 @@ def _best(fn, repeats):
 
 
 def test_render_speed_relative_to_plain_tensor_op(tmp_path):
-    _write_hkl(tmp_path / "small.hkl")
+    write_hkl(tmp_path / "small.hkl", span=12)
     argv = _argv(tmp_path)
     threads = torch.get_num_threads()
     try:

@@ -37,18 +37,22 @@ def divergence_grid(beam, polar, vert, lambda0, hdivrange, hdivstep, hdivsteps,
     lambdas = [lambda0 * (1.0 + dispstep * t - dispersion / 2.0) for t in range(dispsteps)]
     n = len(hdiv) * len(lambdas)
     weight = 1.0 / n if n else 0.0
-    # the C library's cos and sin, one angle at a time, so the positions match nanoBragg's bits
-    cos_sin = [torch.tensor([f(a) for a in angles], dtype=torch.float64).reshape(-1, 1)
-               for angles in (vdiv, hdiv) for f in (math.cos, math.sin)]
     start = -source_distance * torch.tensor(beam, dtype=torch.float64)
     p = torch.tensor(polar, dtype=torch.float64)
     v = torch.tensor(vert, dtype=torch.float64)
-    tilted = rotate_cos_sin(start.expand(len(vdiv), 3), p, *cos_sin[:2])
-    ticks = rotate_cos_sin(tilted, v, *cos_sin[2:]).numpy()
+    tilted = rotate_cos_sin(start.expand(len(vdiv), 3), p, *_libm_cos_sin(vdiv))
+    ticks = rotate_cos_sin(tilted, v, *_libm_cos_sin(hdiv)).numpy()
     positions = np.repeat(ticks, len(lambdas), axis=0)
     wavelengths = np.tile(np.array(lambdas, dtype=np.float64), len(ticks))
     return SourceGrid(positions, np.full(n, weight), wavelengths, len(ticks),
                       list(zip(hdiv.tolist(), vdiv.tolist())), lambdas)
+
+
+def _libm_cos_sin(angles):
+    """(cos, sin) columns from the C library, one angle at a time, so that the positions carry
+    nanoBragg's bits (vectorized cos/sin may differ in the last place)."""
+    return tuple(torch.tensor([f(a) for a in angles], dtype=torch.float64).reshape(-1, 1)
+                 for f in (math.cos, math.sin))
 
 
 def _trim_term(div, divrange, divstep, divsteps):

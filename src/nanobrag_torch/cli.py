@@ -19,6 +19,7 @@ if _FIRST_IMPORT:
     gc.enable()
 
 from .errors import InputFileError, NanoBraggError, UsageError
+from .io.atomic import check_writable
 from .io.smv import read_smv
 from .options import HELP, validate
 from .settings import apply_header, input_images, parse
@@ -60,13 +61,9 @@ def check_outputs(v):
     for option, name in names:
         if not name:
             raise UsageError(f"option {option}: empty file name")
-        folder = os.path.dirname(os.path.abspath(name)) or "."
-        if not os.path.isdir(folder):
-            raise InputFileError(f"{name}: output folder {folder} does not exist")
-        if os.path.isdir(name) or name.endswith(os.sep):
+        if name.endswith(os.sep):
             raise InputFileError(f"{name}: is a folder, not a file name")
-        if not os.access(folder, os.W_OK):
-            raise InputFileError(f"{name}: cannot write in folder {folder}")
+        check_writable(name)
 
 
 def load_settings(argv, say):

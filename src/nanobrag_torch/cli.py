@@ -98,6 +98,10 @@ def run(argv, out=None):
     from . import outputs, setup
 
     out = sys.stdout if out is None else out
+    from .datasets.cli import is_dataset_run
+    if is_dataset_run(argv):
+        from .datasets.cli import run as run_dataset
+        return run_dataset(argv, out)
 
     def say(text):
         out.write(text + "\n")

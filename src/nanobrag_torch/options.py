@@ -49,14 +49,18 @@ OPTIONS = {
     "mosaic_seed": (I,), "misset_seed": (I,), "water": (F,),
     # nanobrag_torch's own options
     "dtype": ("dtype",), "device": ("device",), "nthreads": (I,), "trace_pixel": (I, I),
+    # datasets (datasets/cli.py)
+    "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
+    "overwrite": (), "shots": (S,), "export_c": (S,),
 }
 
 # values nanoBragg.c would run on with into a meaningless image, a division by zero or a crash
 POSITIVE = {"lambda", "wave", "wavelength", "energy", "pixel", "pixel_size", "detpixels", "detpixels_f",
             "detpixels_s", "detpixels_x", "detpixels_y", "detsize", "detsize_f", "detsize_s", "detsize_x",
-            "detsize_y"}
+            "detsize_y", "frames", "stills"}
 NON_NEGATIVE = {"N", "Na", "Nb", "Nc", "mosaic_dom", "mosaic_domains", "phisteps", "dispsteps", "hdivsteps",
-                "vdivsteps", "divsteps", "detector_thicksteps", "thicksteps", "fluence", "flux", "water", "nthreads"}
+                "vdivsteps", "divsteps", "detector_thicksteps", "thicksteps", "fluence", "flux", "water", "nthreads",
+                "frame"}
 NON_ZERO = {"distance", "close_distance"}  # the detector plane would pass through the sample
 C_INT_MAX = 2**31 - 1
 MAX_THREADS = 1024  # torch crashes (segfault) when asked for ~100000 threads

@@ -199,7 +199,9 @@ def build(v, say):
     volume = xa * xb_ * xc
     say("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (v.Na * v.Nb * v.Nc)))
 
-    grid = load_structure_factors(v, say, fdump_present)
+    grid = getattr(v, "structure_factors", None)  # a dataset run reads them once for all its frames
+    if grid is None:
+        grid = v.structure_factors = load_structure_factors(v, say, fdump_present)
     if grid is None or grid.count == 0:
         v.interpolate = 0
     if v.stolfile is not None:

@@ -1,0 +1,184 @@
+"""The dataset command line: -frames / -stills with -nexus, -cbf, -smv, -frame, -export_c, -resume.
+
+    nanoBragg <nanoBragg options> -frames 100 -osc 0.1 -nexus series.nxs
+    nanoBragg <nanoBragg options> -stills 20 -shots shots.toml -cbf shot
+    nanoBragg <nanoBragg options> -frames 100 -osc 0.1 -frame 7     # frame 7 as a single run
+
+Every other option means what it means for one image; the dataset options are removed from the
+arguments before they are read, so `-frame K` is exactly `nanoBragg <options> <frame K's args>`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+
+from ..cnum import atof
+from ..errors import NanoBraggError, UsageError
+from ..options import OPTIONS, validate
+from ..settings import RTD
+from .plan import FramePlan
+
+DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c")
+
+
+class Interrupted(NanoBraggError):
+    exit_code = 130
+
+
+def is_dataset_run(argv) -> bool:
+    return any(tok[1:] in DATASET_OPTIONS for tok in argv if tok.startswith("-"))
+
+
+def split_args(argv) -> tuple:
+    """({dataset option: values}, the remaining nanoBragg arguments); argv is already validated."""
+    opts, base, i = {}, [], 0
+    while i < len(argv):
+        tok = argv[i]
+        name = tok[1:] if tok.startswith("-") else None
+        arity = len(OPTIONS.get(name, ())) if name in OPTIONS else 0
+        if name in DATASET_OPTIONS:
+            opts[name] = argv[i + 1:i + 1 + arity]
+        else:
+            base.extend(argv[i:i + 1 + arity])
+        i += 1 + arity
+    return opts, base
+
+
+def _last_value(argv, option):
+    values = [argv[i + 1] for i, tok in enumerate(argv[:-1]) if tok == option]
+    return atof(values[-1]) if values else None
+
+
+def make_plan(base, opts, say=lambda text: None) -> FramePlan:
+    """The FramePlan of a dataset command: phi/osc in degrees as typed, seeds as resolved."""
+    from ..cli import load_settings
+    from ..resolve import sampling
+
+    v = load_settings(base, say)
+    kind = "rotation" if "frames" in opts else "stills"
+    count = int((opts.get("frames") or opts.get("stills"))[0])
+    phi = _last_value(base, "-phi")
+    osc = _last_value(base, "-osc")
+    if osc is None:
+        resolved = copy.copy(v)
+        sampling(resolved, lambda text: None)
+        osc = resolved.osc * RTD
+    shots = None
+    if "shots" in opts:
+        from .shots import load_shots
+        shots = load_shots(opts["shots"][0], count)
+    return FramePlan(kind, count, v.phi0 * RTD if phi is None else phi, osc, seed=-v.seed,
+                     misset_seed=-v.misset_seed, shots=shots)
+
+
+def check_options(opts) -> None:
+    if "frames" in opts and "stills" in opts:
+        raise UsageError("options -frames and -stills: give one of them")
+    if "frames" not in opts and "stills" not in opts:
+        used = next(name for name in DATASET_OPTIONS if name in opts)
+        raise UsageError(f"option -{used}: needs -frames N (a rotation series) or -stills N (serial stills)")
+    count = int((opts.get("frames") or opts.get("stills"))[0])
+    if count < 1:
+        raise UsageError(f"option -{'frames' if 'frames' in opts else 'stills'}: at least one frame, got {count}")
+    if "shots" in opts and "stills" not in opts:
+        raise UsageError("option -shots: per-shot variation needs -stills N")
+    if "frame" in opts and not 0 <= int(opts["frame"][0]) < count:
+        raise UsageError(f"option -frame: {opts['frame'][0]} is outside the series (0..{count - 1})")
+    if "resume" in opts and "overwrite" in opts:
+        raise UsageError("options -resume and -overwrite: give one of them")
+
+
+def run(argv, out=None) -> int:
+    """A dataset run (the command line calls this when a dataset option is present)."""
+    out = sys.stdout if out is None else out
+
+    def say(text):
+        out.write(text + "\n")
+
+    validate(argv)
+    opts, base = split_args(argv)
+    check_options(opts)
+    plan = make_plan(base, opts)
+    if "frame" in opts:
+        from ..cli import run as single_run
+        return single_run(base + list(plan.frame(int(opts["frame"][0])).args), out)
+    if "export_c" in opts:
+        from .export import export_c
+        export_c(opts["export_c"][0], base, plan, say)
+    sinks = make_sinks(opts, plan, argv)
+    if not sinks:
+        if "export_c" in opts:
+            return 0
+        raise UsageError("a dataset needs an output: -nexus FILE.nxs, -cbf PREFIX or -smv PREFIX")
+    return render_dataset(base, plan, sinks, opts, say)
+
+
+def make_sinks(opts, plan, argv) -> list:
+    sinks = []
+    if "nexus" in opts:
+        from .nexus import NexusFile
+        sinks.append(NexusFile(opts["nexus"][0], plan, argv))
+    if "cbf" in opts:
+        from .cbf import CBFSeries
+        sinks.append(CBFSeries(opts["cbf"][0], plan, argv))
+    if "smv" in opts:
+        from .smv import SMVSeries
+        sinks.append(SMVSeries(opts["smv"][0], plan, argv))
+    for sink in sinks:
+        check_existing(sink, opts)
+    return sinks
+
+
+def check_existing(sink, opts) -> None:
+    """Never overwrite without -overwrite; -resume continues an existing output."""
+    found = sink.existing()
+    if found and "overwrite" not in opts and "resume" not in opts:
+        raise UsageError(f"{found[0]}: exists; give -overwrite to replace it or -resume to continue it")
+    if "overwrite" in opts:
+        for name in found:
+            os.unlink(name)
+
+
+def _raise_interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def render_dataset(base, plan, sinks, opts, say) -> int:
+    from .progress import SeriesProgress
+    from .render import Renderer, render_frames
+    from .sheet import write_contact_sheet
+
+    start = min(sink.frames_done() for sink in sinks) if "resume" in opts else 0
+    indices = range(start, plan.count)
+    renderer = Renderer(base, plan, say)
+    progress = SeriesProgress(len(indices), enabled=renderer.settings.progress)
+    renderer.progress = progress.within_frame
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
+    done, complete = 0, False
+    try:
+        for sink in sinks:
+            sink.open(renderer, start)
+        done = render_frames(renderer, indices, sinks, progress.frame_done)
+        complete = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sink in sinks:
+            sink.close(complete)
+        renderer.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    say("wrote frames %d to %d of %d (%.2f frames/s)" % (start + 1, start + done, plan.count, progress.rate()))
+    if not complete:
+        print(f"nanoBragg: interrupted after frame {start + done}; every finished frame is written; "
+              "run the same command with -resume to continue", file=sys.stderr)
+        return 130
+    write_contact_sheet(sinks, plan)
+    return 0
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()

@@ -56,6 +56,7 @@ class Progress:
 def check_outputs(v):
     """Fail before any work if an output cannot be written (so nothing is left half done)."""
     names = [("-floatfile", v.floatfile), ("-intfile", v.intfile)] + \
+            ([("-write_expt", v.write_expt)] if v.write_expt is not None else []) + \
             ([("-pgmfile", v.pgmfile)] if v.write_pgm else []) + \
             ([("-noisefile", v.noisefile)] if v.calculate_noise else [])
     for option, name in names:
@@ -67,9 +68,12 @@ def check_outputs(v):
 
 
 def load_settings(argv, say):
-    validate(argv)
+    seen = validate(argv)
     img, mask = input_images(argv)
     loaded = {}
+    if "expt" in seen:
+        from .io.expt import read_expt
+        loaded["expt"] = read_expt(seen["expt"][0])
     if mask is not None:
         loaded["mask"] = read_smv(mask)
     if img is not None:
@@ -80,6 +84,9 @@ def load_settings(argv, say):
             apply_header(v, loaded["mask"], is_mask=True)
         if "img" in loaded:
             apply_header(v, loaded["img"], is_mask=False)
+        if "expt" in loaded:
+            from .experiment import apply_experiment
+            apply_experiment(v, loaded["expt"])
 
     v = parse(argv, preload)
     v.mask_image = None
@@ -129,6 +136,9 @@ def run(argv, out=None):
     rendered = rendered_mask(v)
     stats = outputs.statistics(image32, rendered, tuple(v.roi), v.oversample, v.pixel_size)
     outputs.write_all(v, image32, stats, say)
+    if v.write_expt:
+        from .experiment import write_run_expt
+        write_run_expt(v, sim, say)
     return 0
 
 

@@ -48,7 +48,7 @@ OPTIONS = {
     "binary_spots": (), "tophat_spots": (), "fudge": (F,), "printout_pixel": (I, I), "seed": (I,),
     "mosaic_seed": (I,), "misset_seed": (I,), "water": (F,),
     # nanobrag_torch's own options
-    "dtype": ("dtype",), "device": ("device",), "nthreads": (I,), "trace_pixel": (I, I),
+    "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I),
     # datasets (datasets/cli.py)
     "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
     "overwrite": (), "shots": (S,), "export_c": (S,),

@@ -39,7 +39,8 @@ def _defaults():
         progress=True, interpolate=2, shape="square", fudge=1.0, printout_fpixel=-1, printout_spixel=-1,
         seed=None, mosaic_seed=-12345678, misset_seed=None, water_size=0.0,
         dtype="float64", device="cpu", nthreads=0, trace_pixel=None, debug=False,
-        warnings=[], notes=[],
+        warnings=[], notes=[], exptfile=None, write_expt=None, expt=None, expt_panels=None, expt_real=None,
+        pix0_option=False,
     )
 
 
@@ -167,6 +168,7 @@ def parse(argv, preload=None):
             if has(name) and avail(i, 3):
                 v.convention = "CUSTOM"
                 setattr(v, attr, [atof(nxt(i, 1)), atof(nxt(i, 2)), atof(nxt(i, 3))])
+                v.pix0_option = v.pix0_option or attr == "pix0"
         if has("-distance") and a1:
             v.distance = atof(nxt(i)) / 1000.0; v.pivot = "beam"
         if has("-close_distance") and a1:
@@ -346,6 +348,10 @@ def parse(argv, preload=None):
             v.device = nxt(i)
         if tok == "-nthreads":
             v.nthreads = atoi(nxt(i))
+        if tok == "-expt":
+            v.exptfile = nxt(i)
+        if tok == "-write_expt":
+            v.write_expt = nxt(i)
         if tok == "-trace_pixel":
             v.trace_pixel = (atoi(nxt(i, 1)), atoi(nxt(i, 2)))
         if tok in ("--debug", "-debug"):

@@ -1,4 +1,5 @@
 """Build the simulation models from resolved nanoBragg settings, printing C's set-up report."""
+import logging
 import math
 import os
 
@@ -10,7 +11,7 @@ from .crystal import Crystal, cell_parameters, lattice_vectors
 from .engine import R_E_SQR, Flags
 from .errors import InputFileError, UsageError
 from .geometry.detector import Detector
-from .geometry.vectors import dot
+from .geometry.vectors import cross, dot
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
 from .io.sources import read_sources
@@ -20,6 +21,7 @@ from .settings import RTD
 from .simulator import Beam, Simulation
 from .sources import divergence_grid, source_directions
 
+logger = logging.getLogger(__package__)
 AVOGADRO = 6.02214179e23
 WATER_F, WATER_MW = 2.57, 18.0
 
@@ -124,8 +126,8 @@ def build(v, say):
     fdump_present = v.hklfile is None and os.path.exists(v.dumpfile)
     if v.hklfile is None and not fdump_present and v.default_F == 0.0:
         raise UsageError(f"no structure factors: give -hkl FILE or -default_F F (no {v.dumpfile} to reuse)")
-    if v.matfile is None and v.cell[0] == 0.0:
-        raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
+    if v.matfile is None and v.cell[0] == 0.0 and v.expt_real is None:
+        raise UsageError("no crystal: give -cell a b c alpha beta gamma, -mat FILE or an -expt file with a crystal")
     if v.nthreads > 0:
         torch.set_num_threads(v.nthreads)
     sampling(v, say)
@@ -143,11 +145,16 @@ def build(v, say):
                    odet=v.odet, beam=v.beam, twotheta_axis=v.twotheta_axis, pivot=v.pivot, distance=v.distance,
                    close_distance=None if math.isnan(v.close_distance) else v.close_distance,
                    Fbeam=v.Fbeam, Sbeam=v.Sbeam, Fclose=v.Fclose, Sclose=v.Sclose, rotx=v.rotx, roty=v.roty,
-                   rotz=v.rotz, twotheta=v.twotheta, curved=v.curved, point_pixel=v.point_pixel,
+                   rotz=v.rotz, twotheta=v.twotheta, pix0=v.pix0 if v.pivot == "pix0" else None,
+                   curved=v.curved, point_pixel=v.point_pixel,
                    thickness=v.detector_thick, thicksteps=v.detector_thicksteps, thickstep=v.detector_thickstep,
                    mu=v.detector_mu, dtype=torch.float64, device="cpu")
     if v.pivot == "sample":
         say("pivoting detector around sample")
+    if v.pix0_option and v.pivot != "pix0":
+        logger.info("-pix0_vector has no effect, as in nanoBragg.c (the pivot recomputes pix0 from the beam centre "
+                    "and distance); give the panel as -fdet_vector/-sdet_vector/-beam_vector with -Xbeam/-Ybeam/-distance "
+                    "or in an -expt file")
     geo = det.geometry()
     if v.pivot == "beam":
         say("pivoting detector around direct beam spot")
@@ -262,12 +269,33 @@ def crystal_vectors(v, say):
         say("random orientation misset angles: %f %f %f deg" % tuple(x * RTD for x in angles))
     if v.misset[0] > 0:
         misset = [f64(x) for x in v.misset[1:]]
+    if cell is None and recip is None and v.expt_real is not None:
+        return _expt_crystal_vectors(v, say, misset)
     if cell is None and recip is None:
         raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
     # what the lattice was computed from, so the API can recompute it from differentiable values
     v.lattice_definition = dict(cell=None if cell is None else torch.stack(cell), mat=recip,
                                 misset=None if misset is None else torch.stack(misset))
     real, rstar, volume = lattice_vectors(cell=cell, reciprocal=recip, misset=misset)
+    _report_cell(v, say, real, rstar, volume)
+
+
+def _expt_crystal_vectors(v, say, misset):
+    """The -expt crystal: its real-space vectors as they are (a -misset turns them, through the
+    reciprocal vectors, as it would turn a -mat matrix)."""
+    real = torch.tensor(v.expt_real, dtype=torch.float64)
+    volume = torch.det(real)
+    if not abs(float(volume)) > 0:
+        raise InputFileError(f"{v.exptfile}: the crystal's real-space vectors are not independent")
+    a, b, c = real.unbind(0)
+    recip = torch.stack((cross(b, c), cross(c, a), cross(a, b))) / volume
+    v.lattice_definition = dict(cell=None, mat=recip, misset=None if misset is None else torch.stack(misset))
+    if misset is not None:
+        real, recip, volume = lattice_vectors(reciprocal=recip, misset=misset)
+    _report_cell(v, say, real, recip, volume)
+
+
+def _report_cell(v, say, real, rstar, volume):
     v.real, v.recip, v.volume = real.numpy(), rstar.numpy(), float(volume)
     (ra, rb, rc, al, be, ga), (sa, sb, sc, sal, sbe, sga) = cell_parameters(real, rstar, volume)
     say("Unit Cell: %g %g %g %g %g %g" % (ra, rb, rc, al, be, ga))

@@ -37,6 +37,7 @@ class Detector:
     roty: object = 0.0
     rotz: object = 0.0
     twotheta: object = 0.0
+    pix0: object = None  # pivot "pix0": the corner of pixel (0, 0) before the rotations (an .expt panel)
     curved: bool = False
     point_pixel: bool = False
     thickness: object = 0.0
@@ -101,6 +102,8 @@ class Detector:
         if self.pivot == "sample":
             pix0 = -self.t(self.Fclose) * f0 - self.t(self.Sclose) * s0 + close * o0
             pix0 = rotate_axis(rotate_xyz(pix0, rx, ry, rz), axis, tt)
+        elif self.pivot == "pix0":
+            pix0 = rotate_axis(rotate_xyz(self.t(self.pix0), rx, ry, rz), axis, tt)
         f = rotate_axis(rotate_xyz(f0, rx, ry, rz), axis, tt)
         s = rotate_axis(rotate_xyz(s0, rx, ry, rz), axis, tt)
         o = rotate_axis(rotate_xyz(o0, rx, ry, rz), axis, tt)

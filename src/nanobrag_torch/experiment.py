@@ -1,0 +1,107 @@
+"""-expt / -write_expt: a DIALS experiment list as nanoBragg settings, and settings as one.
+
+Reading: `apply_experiment` writes the file's geometry into the settings before the command line
+is applied (like an -img header), so any option given as well overrides it. The detector frame
+comes in as a CUSTOM convention with the panel corner kept as pix0 (pivot "pix0"); the beam
+centre and distance that this frame implies are filled in too, so that an overriding -distance or
+-Xbeam/-Ybeam (which pivot about the beam spot, as nanoBragg does) moves the panel from there.
+Writing: `experiment_from_settings` describes what a run simulated (after set-up).
+"""
+from .io.expt import Experiment, Panel
+
+
+def _dot(a, b):
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def _frame_values(panel, beam):
+    """Distance along the beam and beam spot (Fbeam, Sbeam), near point and close distance."""
+    o = panel.normal
+    close = _dot(panel.origin, o)
+    ratio = _dot(beam, o)
+    distance = close / ratio if ratio != 0 else close
+    to_beam = [distance * b - p for b, p in zip(beam, panel.origin)]
+    return {"distance": distance, "close": close, "Fbeam": _dot(panel.fast, to_beam),
+            "Sbeam": _dot(panel.slow, to_beam), "Fclose": -_dot(panel.origin, panel.fast),
+            "Sclose": -_dot(panel.origin, panel.slow)}
+
+
+def apply_experiment(v, exp):
+    """Put an Experiment's geometry into raw settings (before the options are parsed)."""
+    v.expt = exp
+    if exp.beam is not None:
+        v.beam = list(exp.beam)
+        v.lambda0 = exp.wavelength
+        if exp.kahn is not None:
+            v.polarization = exp.kahn
+        if exp.polar_vector is not None:
+            v.polar_vector = list(exp.polar_vector)
+        v.convention = "CUSTOM"
+    if exp.panels:
+        p = exp.panels[0]
+        v.convention = "CUSTOM"
+        v.fdet, v.sdet, v.odet = list(p.fast), list(p.slow), p.normal
+        v.pix0, v.pivot = list(p.origin), "pix0"
+        v.pixel_size = p.pixel_size
+        v.fpixels, v.spixels = p.fpixels, p.spixels
+        v.detsize_f, v.detsize_s = p.pixel_size * p.fpixels, p.pixel_size * p.spixels
+        if p.thickness > 0 and p.mu > 0:
+            v.detector_thick, v.detector_mu = p.thickness, p.mu
+        else:
+            v.detector_thick, v.detector_mu = 0.0, -1.0
+        f = _frame_values(p, v.beam)
+        v.distance, v.Xbeam, v.Ybeam = f["distance"], f["Fbeam"], f["Sbeam"]
+        v.Xclose, v.Yclose = f["Fclose"], f["Sclose"]
+        v.expt_panels = list(exp.panels)
+    if exp.real is not None:
+        v.expt_real = [list(r) for r in exp.real]
+    if exp.spindle is not None:
+        v.spindle = list(exp.spindle)
+        v.convention = "CUSTOM"
+    if exp.phi0 is not None:
+        v.phi0, v.osc = exp.phi0, exp.osc
+
+
+def panel_from_geometry(geo, v, index=0, name=""):
+    """A Panel from a detector's rotated frame (geometry() values as float lists)."""
+    return Panel(origin=list(geo["pix0"]), fast=list(geo["fdet"]), slow=list(geo["sdet"]), pixel_size=v.pixel_size,
+                 fpixels=v.fpixels, spixels=v.spixels, thickness=v.detector_thick,
+                 mu=v.detector_mu if v.detector_thick > 0 else 0.0, name=name or f"panel{index:02d}")
+
+
+def experiment_from_settings(v, panels=None, phi0=None):
+    """What a run simulated, after set-up: the beam, every panel, the crystal at phi = 0 and,
+    for a rotation (or a phi offset), the spindle and phi range as a one-image scan."""
+    panels = panels if panels is not None else [panel_from_geometry(v.geo, v)]
+    phi0 = v.phi0 if phi0 is None else phi0
+    rotation = v.osc > 0 or phi0 != 0
+    return Experiment(beam=list(v.beam), wavelength=v.lambda0, kahn=v.polarization,
+                      polar_vector=list(v.polar_vector), panels=panels,
+                      real=[[float(x) for x in row] for row in v.real], space_group=" P 1",
+                      spindle=list(v.spindle) if rotation else None, phi0=phi0 if rotation else None,
+                      osc=v.osc if rotation else None, images=1)
+
+
+def panels_from_detector(det, v):
+    """Panels of a multi-panel detector (geometry/panels.py) as Experiment panels."""
+    geo = det.geometry()
+    out = []
+    for i in range(det.n_panels):
+        def pick(key, i=i):
+            return [float(c) for c in geo[key][i].detach().cpu()]
+
+        thick = float(det.thickness[i]) if det.thickness is not None else 0.0
+        out.append(Panel(origin=pick("pix0"), fast=pick("fdet"), slow=pick("sdet"),
+                         pixel_size=float(geo["panel_pixel_size"][i]), fpixels=det.fpixels, spixels=det.panel_spixels,
+                         thickness=thick, mu=float(det.mu[i]) if thick > 0 else 0.0, name=det.names[i]))
+    return out
+
+
+def write_run_expt(v, sim, say):
+    """-write_expt: the run's geometry as a DIALS experiment list."""
+    from .io.expt import write_expt
+
+    det = sim.detector
+    panels = panels_from_detector(det, v) if getattr(det, "n_panels", 1) > 1 else None
+    say(f"writing {v.write_expt} (DIALS experiment list)")
+    write_expt(v.write_expt, experiment_from_settings(v, panels))

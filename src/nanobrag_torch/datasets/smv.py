@@ -43,7 +43,8 @@ class PerFrameFiles:
     option = "-smv"
 
     def __init__(self, prefix: str, plan, argv):
-        self.prefix, self.count, self.plan, self.argv = prefix, plan.count, plan, list(argv)
+        self.prefix, self.count, self.plan = prefix, plan.count, plan
+        self.argv = [a for a in argv if a not in ("-resume", "-overwrite")]
         folder = os.path.dirname(os.path.abspath(prefix))
         if not os.path.isdir(folder):
             raise InputFileError(f"{prefix}: output folder {folder} does not exist")

@@ -1,5 +1,11 @@
 """NeXus (NXmx) and miniCBF series read back with the community's readers: nxmx, h5py, fabio, pycbf."""
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import fabio
 import h5py
@@ -114,3 +120,44 @@ def test_cbf_series_reads_back_with_fabio_and_pycbf(work):
     pixels = np.frombuffer(raw if isinstance(raw, bytes) else raw.encode("latin-1"), dtype="<i4").reshape(36, 40)
     np.testing.assert_array_equal(pixels, img.data)
     assert (work / "c.cbf.png").read_bytes().startswith(b"\x89PNG")
+
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SMALL = ("-cell 70 80 90 75 85 95 -misset 10 20 30 -default_F 100 -lambda 1 -N 5 -distance 100 -detpixels 24 "
+         "-pixel 0.5 -oversample 1 -phi 0 -osc 0.2 -seed 9 -noprogress").split()
+
+
+def test_sigterm_then_resume_gives_the_uninterrupted_data(work):
+    """SIGTERM mid-run leaves valid files holding the finished frames; -resume completes them."""
+    args = SMALL + ["-frames", "30", "-nexus", "s.nxs", "-cbf", "c"]
+    env = dict(os.environ, PYTHONPATH=SRC, HDF5_USE_FILE_LOCKING="FALSE")
+    proc = subprocess.Popen([sys.executable, "-m", "nanobrag_torch", *args], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (work / "c_00003.cbf").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "-resume" in err and len(err.strip().splitlines()) == 1
+    with h5py.File(work / "s.nxs", "r") as f:
+        done = f["/entry/data/data"].shape[0]
+        assert 3 <= done < 30 and not f["/entry/nanobrag"].attrs["complete"]
+        assert len(f["/entry/sample/transformations/omega"]) == done
+    assert not list(work.glob(".*part"))  # no half-written frame files
+    assert cli.main(args) == 2  # outputs exist: neither overwritten nor continued without -resume
+    run(args + ["-resume"])
+    run(SMALL + ["-frames", "30", "-nexus", "ref.nxs", "-cbf", "ref"])
+    with h5py.File(work / "s.nxs", "r") as f, h5py.File(work / "ref.nxs", "r") as ref:
+        np.testing.assert_array_equal(f["/entry/data/data"][()], ref["/entry/data/data"][()])
+        np.testing.assert_array_equal(f["/entry/sample/transformations/omega"][()],
+                                      ref["/entry/sample/transformations/omega"][()])
+        assert f["/entry/nanobrag"].attrs["complete"]
+    for k in (1, 29):
+        np.testing.assert_array_equal(fabio.open(f"c_{k:05d}.cbf").data, fabio.open(f"ref_{k:05d}.cbf").data)
+
+
+def test_resume_refuses_a_different_command(work, capsys):
+    run(SMALL + ["-frames", "2", "-nexus", "s.nxs"])
+    assert cli.main(SMALL + ["-frames", "2", "-nexus", "s.nxs", "-resume", "-distance", "120"]) == 2
+    assert "different command" in capsys.readouterr().err

@@ -13,18 +13,16 @@ import copy
 import os
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from ..cnum import atof
-from ..errors import NanoBraggError, UsageError
+from ..errors import UsageError
 from ..options import OPTIONS, validate
 from ..settings import RTD
 from .plan import FramePlan
 
 DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c")
-
-
-class Interrupted(NanoBraggError):
-    exit_code = 130
 
 
 def is_dataset_run(argv) -> bool:
@@ -141,8 +139,51 @@ def check_existing(sink, opts) -> None:
             os.unlink(name)
 
 
-def _raise_interrupted(signum, frame):
-    raise KeyboardInterrupt
+class StopRequests:
+    """Ctrl-C / SIGTERM end the run between file writes: a signal that arrives while a frame is
+    being written is held until that frame is in every output, so each output stays valid."""
+
+    def __init__(self):
+        self.writing = self.pending = False
+        self.signal = signal.SIGINT
+
+    def __call__(self, signum, frame):
+        self.signal = signum
+        if self.writing:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self):
+        """Signals wait until the block is done (then end the run)."""
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def write(self, sinks, result) -> None:
+        with self.held():
+            for sink in sinks:
+                sink.write(result)
+
+    def install(self) -> list:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        return [(sig, signal.signal(sig, self)) for sig in (signal.SIGINT, signal.SIGTERM)]
+
+
+class _Guarded:
+    """All outputs as one sink whose writes are not cut short by a signal."""
+
+    def __init__(self, sinks, stop):
+        self.sinks, self.stop = sinks, stop
+
+    def write(self, result) -> None:
+        self.stop.write(self.sinks, result)
 
 
 def render_dataset(base, plan, sinks, opts, say) -> int:
@@ -155,30 +196,35 @@ def render_dataset(base, plan, sinks, opts, say) -> int:
     renderer = Renderer(base, plan, say)
     progress = SeriesProgress(len(indices), enabled=renderer.settings.progress)
     renderer.progress = progress.within_frame
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
-    done, complete = 0, False
+    stop = StopRequests()
+    previous = stop.install()
+    counter = {"done": 0}
+
+    def frame_done(count):
+        counter["done"] = count
+        progress.frame_done(count)
+
+    complete = False
     try:
-        for sink in sinks:
-            sink.open(renderer, start)
-        done = render_frames(renderer, indices, sinks, progress.frame_done)
+        with stop.held():
+            for sink in sinks:
+                sink.open(renderer, start)
+        render_frames(renderer, indices, [_Guarded(sinks, stop)], frame_done)
         complete = True
     except KeyboardInterrupt:
         pass
     finally:
+        stop.writing = True  # closing the outputs is not cut short either
         for sink in sinks:
             sink.close(complete)
         renderer.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous:
+            signal.signal(sig, handler)
+    done = counter["done"]
     say("wrote frames %d to %d of %d (%.2f frames/s)" % (start + 1, start + done, plan.count, progress.rate()))
     if not complete:
         print(f"nanoBragg: interrupted after frame {start + done}; every finished frame is written; "
               "run the same command with -resume to continue", file=sys.stderr)
-        return 130
+        return 128 + int(stop.signal)
     write_contact_sheet(sinks, plan)
     return 0
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()

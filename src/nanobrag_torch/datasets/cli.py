@@ -13,6 +13,7 @@ import copy
 import os
 import signal
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 
@@ -65,8 +66,11 @@ def make_plan(base, opts, say=lambda text: None) -> FramePlan:
         osc = resolved.osc * RTD
     shots = None
     if "shots" in opts:
+        from ..resolve import detector_and_beam
         from .shots import load_shots
-        shots = load_shots(opts["shots"][0], count)
+        resolved = copy.deepcopy(v)
+        detector_and_beam(resolved, lambda text: None)  # the beam direction, for spectra's source files
+        shots = load_shots(opts["shots"][0], count, -v.misset_seed, v.lambda0 * 1e10, resolved.beam)
     return FramePlan(kind, count, v.phi0 * RTD if phi is None else phi, osc, seed=-v.seed,
                      misset_seed=-v.misset_seed, shots=shots)
 
@@ -101,7 +105,8 @@ def run(argv, out=None) -> int:
     plan = make_plan(base, opts)
     if "frame" in opts:
         from ..cli import run as single_run
-        return single_run(base + list(plan.frame(int(opts["frame"][0])).args), out)
+        with tempfile.TemporaryDirectory(prefix="nanobragg-frame-") as folder:
+            return single_run(base + plan.frame_args(plan.frame(int(opts["frame"][0])), folder), out)
     if "export_c" in opts:
         from .export import export_c
         export_c(opts["export_c"][0], base, plan, say)

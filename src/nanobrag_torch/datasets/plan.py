@@ -85,6 +85,11 @@ class FramePlan:
             args = args + tuple(self.shots.args(index, shot))
         return Frame(index, args, self.phi_deg, seed, angles, shot)
 
+    def frame_args(self, frame: Frame, folder: str) -> list:
+        """frame.args with the frame's input files (a shot's spectrum) written into `folder`."""
+        files = self.shots.files(frame.index, frame.shot, folder) if self.shots is not None else {}
+        return [files.get(a, a) for a in frame.args]
+
     def describe(self) -> dict:
         """The plan's defining numbers (recorded in every output file)."""
         return {"kind": self.kind, "count": self.count, "phi_deg": self.phi_deg, "osc_deg": self.osc_deg,

@@ -58,12 +58,11 @@ class Renderer:
         from ..setup import build
 
         self.args, self.plan, self.progress = list(args), plan, progress
-        first = plan.frame(0)
-        self.settings = load_settings(self.args + list(first.args), say)
+        self._scratch = None
+        self.settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
         self.sim = build(self.settings, say)
         # the shuffle table as the noise generator of a single run finds it (after misset/mosaic draws)
         self.noise_table = self.settings.rng_table.copy()
-        self._scratch = None
 
     def frames(self, indices):
         for index in indices:
@@ -94,10 +93,7 @@ class Renderer:
         from ..cli import load_settings
         from ..setup import build
 
-        args = self.args + list(frame.args)
-        files = self.plan.shots.files(frame.index, frame.shot, self.scratch()) if self.plan.shots else {}
-        args = [files.get(a, a) for a in args]
-        v = load_settings(args, _quiet)
+        v = load_settings(self.args + self.plan.frame_args(frame, self.scratch()), _quiet)
         v.structure_factors = self.settings.structure_factors
         v.dumpfile = os.path.join(self.scratch(), "Fdump.bin")  # a single run's Fdump.bin is written once
         sim = build(v, _quiet)

@@ -109,7 +109,7 @@ def run(argv, out=None) -> int:
             return single_run(base + plan.frame_args(plan.frame(int(opts["frame"][0])), folder), out)
     if "export_c" in opts:
         from .export import export_c
-        export_c(opts["export_c"][0], base, plan, say)
+        export_c(opts["export_c"][0], base, plan, say, overwrite="overwrite" in opts)
     sinks = make_sinks(opts, plan, argv)
     if not sinks:
         if "export_c" in opts:

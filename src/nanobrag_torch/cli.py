@@ -18,8 +18,8 @@ if _FIRST_IMPORT:
     gc.freeze()  # what was imported lives for the whole run: keep it out of later collections
     gc.enable()
 
-from .errors import InputFileError, NanoBraggError, UsageError
-from .io.atomic import check_writable
+from .companion import check_output_names
+from .errors import NanoBraggError
 from .io.smv import read_smv
 from .options import HELP, validate
 from .settings import apply_header, input_images, parse
@@ -55,16 +55,10 @@ class Progress:
 
 def check_outputs(v):
     """Fail before any work if an output cannot be written (so nothing is left half done)."""
-    names = [("-floatfile", v.floatfile), ("-intfile", v.intfile)] + \
-            ([("-write_expt", v.write_expt)] if v.write_expt is not None else []) + \
-            ([("-pgmfile", v.pgmfile)] if v.write_pgm else []) + \
-            ([("-noisefile", v.noisefile)] if v.calculate_noise else [])
-    for option, name in names:
-        if not name:
-            raise UsageError(f"option {option}: empty file name")
-        if name.endswith(os.sep):
-            raise InputFileError(f"{name}: is a folder, not a file name")
-        check_writable(name)
+    check_output_names([("-floatfile", v.floatfile), ("-intfile", v.intfile)]
+                       + ([("-write_expt", v.write_expt)] if v.write_expt is not None else [])
+                       + ([("-pgmfile", v.pgmfile)] if v.write_pgm else [])
+                       + ([("-noisefile", v.noisefile)] if v.calculate_noise else []))
 
 
 def load_settings(argv, say):

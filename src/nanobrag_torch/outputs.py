@@ -6,7 +6,7 @@ import numpy as np
 from . import rng
 from .io.floatimage import write_float_image
 from .io.pgm import auto_pgm_scale, write_pgm
-from .io.smv import int_image, write_smv
+from .io.smv import int_image, smv_header, write_raw_smv
 from .settings import RTD
 
 
@@ -48,8 +48,10 @@ def header_fields(v):
     }
 
 
-def write_all(v, image32, stats, say):
-    """Write the float, integer, PGM and noise images named by the settings."""
+def write_all(v, image32, stats, say, header=None):
+    """Write the float, integer, PGM and noise images named by the settings.
+
+    `header`: the SMV header bytes to use (nonBragg's own); default nanoBragg's from `v`."""
     roi = tuple(v.roi)
     say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
     write_float_image(v.floatfile, image32)
@@ -59,17 +61,18 @@ def write_all(v, image32, stats, say):
     if scale <= 0.0:
         scale = 55000.0 / stats["max_I"] if stats["max_I"] > 0.0 else 1.0
     say("intfile_scale = %g" % scale)
-    fields = header_fields(v)
+    header = smv_header(header_fields(v)) if header is None else header
     ints = int_image(image32, scale, v.adc_offset, roi)
     say("writing %s as %d-byte integers" % (v.intfile, 2))
-    write_smv(v.intfile, fields, ints)
+    write_raw_smv(v.intfile, header, ints)
     if v.write_pgm:
         pgm_scale = v.pgm_scale if v.pgm_scale > 0.0 else auto_pgm_scale(scale, stats["rmsd"])
         say("pgm_scale = %g" % pgm_scale)
         say("writing %s as %d-byte integers" % (v.pgmfile, 1))
         write_pgm(v.pgmfile, image32, pgm_scale, roi)
     if v.calculate_noise:
-        noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi, table=v.rng_table)
+        noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi,
+                                                    table=getattr(v, "rng_table", None))
         say("%.0f photons on noise image (%d overloads)" % (photons, overloads))
         say("writing %s as %d-byte integers" % (v.noisefile, 2))
-        write_smv(v.noisefile, fields, noisy)
+        write_raw_smv(v.noisefile, header, noisy)

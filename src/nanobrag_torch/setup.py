@@ -14,7 +14,7 @@ from .geometry.detector import Detector
 from .geometry.vectors import cross, dot
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
-from .io.sources import read_sources
+from .io.sources import read_sources_with_defaults
 from .io.stol import read_stol
 from .resolve import detector_and_beam, sampling
 from .settings import RTD
@@ -331,24 +331,27 @@ def load_structure_factors(v, say, fdump_present):
     return grid
 
 
+def generated_sources(v, say):
+    """The divergence x dispersion grid of the resolved settings, reported as the C reports it."""
+    grid = divergence_grid(v.beam, v.polar_vector, v.vert, v.lambda0, v.hdivrange, v.hdivstep, v.hdivsteps,
+                           v.vdivrange, v.vdivstep, v.vdivsteps, v.dispersion, v.dispstep, v.dispsteps,
+                           v.round_div, v.source_distance)
+    for hd, vd in grid.divergence_ticks:
+        say("divergence deviation: %g %g" % (hd, vd))
+    for k, wl in enumerate(grid.lambdas):
+        say("lambda%d = %.15g" % (k, wl))
+    return grid
+
+
 def make_sources(v, say):
     if v.sourcefile is not None:
-        rows = read_sources(v.sourcefile)
-        for j, default in enumerate([-v.source_distance * c for c in v.beam] + [1.0, v.lambda0]):
-            col = rows[:, j]
-            col[np.isnan(col)] = default
+        rows = read_sources_with_defaults(v.sourcefile, v.beam, v.source_distance, v.lambda0)
         positions, weights, wavelengths = rows[:, :3], rows[:, 3], rows[:, 4]
         v.divsteps = 0
         if np.any(weights != weights[0]):
             say("NOTE: source weights are unequal; intensities are weighted (nanoBragg.c ignores weights)")
     else:
-        grid = divergence_grid(v.beam, v.polar_vector, v.vert, v.lambda0, v.hdivrange, v.hdivstep, v.hdivsteps,
-                               v.vdivrange, v.vdivstep, v.vdivsteps, v.dispersion, v.dispstep, v.dispsteps,
-                               v.round_div, v.source_distance)
-        for hd, vd in grid.divergence_ticks:
-            say("divergence deviation: %g %g" % (hd, vd))
-        for k, wl in enumerate(grid.lambdas):
-            say("lambda%d = %.15g" % (k, wl))
+        grid = generated_sources(v, say)
         positions, weights, wavelengths = grid.positions, grid.weights, grid.wavelengths
         v.divsteps = grid.divsteps
     if len(wavelengths) == 0:
@@ -365,16 +368,21 @@ def make_sources(v, say):
     return positions, weights, wavelengths
 
 
-def report_summary(v, say, grid):
-    say("  %d initialized hkls (all others =%g)" % (0 if grid is None else grid.count, v.default_F))
-    shape = {"round": "ellipsoidal", "square": "parallelpiped", "gauss": "gaussian", "tophat": "tophat-spot"}
-    say("  %s xtal: %.0fx%.0fx%.0f cells" % (shape[v.shape], v.Na, v.Nb, v.Nc))
+def report_beam(v, say):
+    """The wavelength, polarization and pixel-model lines of the C's summary."""
     say("  wave=%g meters +/- %g%% in %d steps" % (v.lambda0, v.dispersion * 100, v.dispsteps))
     say("  polarization effect disabled" if v.nopolar else "  Kahn polarization factor: %f" % v.polarization)
     if v.curved:
         say("  curved detector: all pixels same distance from origin")
     if v.point_pixel:
         say("  pixel obliquity effect disabled")
+
+
+def report_summary(v, say, grid):
+    say("  %d initialized hkls (all others =%g)" % (0 if grid is None else grid.count, v.default_F))
+    shape = {"round": "ellipsoidal", "square": "parallelpiped", "gauss": "gaussian", "tophat": "tophat-spot"}
+    say("  %s xtal: %.0fx%.0fx%.0f cells" % (shape[v.shape], v.Na, v.Nb, v.Nc))
+    report_beam(v, say)
     say("  incident fluence: %lg photons/m^2" % v.fluence)
     say("  distance=%lg detsize=%lgx%lg  pixel=%lg meters (%dx%d pixels)"
         % (v.distance, v.detsize_f, v.detsize_s, v.pixel_size, v.fpixels, v.spixels))

@@ -57,6 +57,23 @@ def write_smv(path, header_fields, image_u16):
         handle.write(data.tobytes())
 
 
+def keyed_header(items, type_name="unsigned_short"):
+    """A 512-byte header with the given (KEY, text) items, as nonBragg and noisify write theirs."""
+    body = "".join(f"{key}={text};\n" for key, text in items)
+    text = ("{\nHEADER_BYTES=512;\nDIM=2;\nBYTE_ORDER=little_endian;\nTYPE=%s;\n" % type_name + body
+            + "DETECTOR_SN=000;\nBEAMLINE=fake;\n}\f").encode("ascii")
+    return text + b" " * max(0, HEADER_BYTES - len(text))
+
+
+def write_raw_smv(path, header, pixels):
+    """Write header bytes + little-endian pixels (uint16 or uint32) atomically."""
+    data = np.ascontiguousarray(pixels)
+    data = data.astype(data.dtype.newbyteorder("<"), copy=False)
+    with atomic_open(path, "wb") as handle:
+        handle.write(header)
+        handle.write(data.tobytes())
+
+
 _C_SPACE = " \t\n\v\f\r"
 _NUMBER = re.compile(
     r"[+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?"

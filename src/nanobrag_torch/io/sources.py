@@ -34,3 +34,13 @@ def read_sources(path):
     if not rows:
         raise InputFileError(f"{path}: no sources found")
     return np.array(rows, dtype=np.float64)
+
+
+def read_sources_with_defaults(path, beam, source_distance, lambda0):
+    """The source file with missing columns filled as the C fills them: a source
+    `source_distance` upstream along the beam, weight 1, wavelength lambda0."""
+    rows = read_sources(path)
+    for j, default in enumerate([-source_distance * c for c in beam] + [1.0, lambda0]):
+        col = rows[:, j]
+        col[np.isnan(col)] = default
+    return rows

@@ -1,0 +1,91 @@
+"""nonBragg: table interpolation, gradients, sample bookkeeping and bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nanobrag_torch import amorphous, nonbragg
+from nanobrag_torch.geometry.detector import Detector
+
+
+def test_interpolation_is_exact_for_a_cubic():
+    """Four-point Lagrange interpolation reproduces a cubic inside the table."""
+    x = np.linspace(0.0, 0.5, 40)
+    f = lambda s: 2.0 - 3.0 * s + 5.0 * s ** 2 - 7.0 * s ** 3
+    table = amorphous.StolTable.from_rows(np.stack([x, f(x)], 1), mult=1.0)
+    q = torch.tensor([0.013, 0.2501, 0.37, 0.45])
+    assert torch.allclose(table.interpolate(q.double()), f(q.double()), rtol=1e-12, atol=1e-12)
+
+
+def test_interpolation_beyond_the_table_continues_the_last_segment():
+    """Past the table the two far padding points (1e98, 1e99) make the C's cubic the line
+    through the last two points."""
+    x = np.array([0.0, 0.1, 0.2, 0.3])
+    table = amorphous.StolTable.from_rows(np.stack([x, [1.0, 2.0, 3.0, 7.0]], 1), mult=1.0)
+    q = torch.tensor([0.5, 5.0], dtype=torch.float64)
+    assert torch.allclose(table.interpolate(q), 7.0 + (q - 0.3) * 40.0, rtol=1e-9)
+
+
+def test_molecule_count_water():
+    """1 mm^3 of water: 1e-9 m^3 * 1e6 g/m^3 / 18 g/mol * N_A."""
+    n, _ = amorphous.molecule_count(1e-3, 1e-3, 1e-3, 1.0e6, 18.0)
+    assert n == pytest.approx(1e-3 / 18.0 * 6.02214179e23, rel=1e-12)
+
+
+def _small_detector(distance):
+    return Detector(fpixels=6, spixels=5, pixel_size=1e-4, fdet=(0.0, 0.0, 1.0), sdet=(0.0, -1.0, 0.0),
+                    odet=(1.0, 0.0, 0.0), beam=(1.0, 0.0, 0.0), twotheta_axis=(0.0, 1.0, 0.0),
+                    distance=distance, Fbeam=2e-4, Sbeam=3e-4, oversample=2)
+
+
+def test_background_gradients():
+    """d(image)/d(distance, F table) by autograd matches finite differences (gradcheck)."""
+    x = np.linspace(0.0, 0.5, 30)
+    rows = np.stack([x, 2.5 + np.sin(6 * x)], 1)
+
+    def image(distance, fvalues):
+        table = amorphous.StolTable.from_rows(rows)
+        table = amorphous.StolTable(table.stol, torch.cat([fvalues[:1], fvalues[:1], fvalues,
+                                                            fvalues[-1:], fvalues[-1:]]))
+        det = _small_detector(distance)
+        src = np.array([[-10.0, 0.0, 0.0]])
+        img, _ = amorphous.render_background(det, src, np.ones(1), np.array([1e-10]),
+                                             amorphous.AmorphousSample(table, 1e15), 1e22)
+        return img
+
+    d = torch.tensor(0.002, dtype=torch.float64, requires_grad=True)
+    f = torch.tensor(rows[:, 1], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(image, (d, f), eps=1e-7, atol=1e-6, rtol=1e-4)
+
+
+def test_bad_input_one_line_and_no_files(tmp_path, capsys):
+    (tmp_path / "w.stol").write_text("0 1\n0.1 oops\n")
+    out = tmp_path / "f.bin"
+    code = nonbragg.main(["-stol", str(tmp_path / "w.stol"), "-detpixels", "8", "-floatfile", str(out),
+                          "-intfile", str(tmp_path / "i.img"), "-noisefile", str(tmp_path / "n.img"),
+                          "-pgmfile", str(tmp_path / "p.pgm"), "-seed", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "w.stol line 2" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.stol"]
+
+
+@pytest.mark.parametrize("argv, word", [(["-detpixels", "8"], "-stol"), (["-stol", "x", "-bogus"], "bogus"),
+                                        (["-stol", "x", "-pixel", "0"], "pixel"), (["-stol", "x", "-pivot", "up"], "pivot")])
+def test_usage_errors(argv, word, capsys):
+    assert nonbragg.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1
+
+
+def test_pgm_is_complete(tmp_path):
+    (tmp_path / "u.stol").write_text("0 1\n0.5 1\n1 1\n")
+    pgm = tmp_path / "p.pgm"
+    assert nonbragg.main(["-stol", str(tmp_path / "u.stol"), "-detpixels_x", "7", "-detpixels_y", "5",
+                          "-floatfile", str(tmp_path / "f.bin"), "-intfile", str(tmp_path / "i.img"),
+                          "-pgmfile", str(pgm), "-nonoise", "-noprogress"]) == 0
+    data = pgm.read_bytes()
+    head = data.split(b"255\n", 1)[0] + b"255\n"
+    assert head.startswith(b"P5\n7 5\n") and len(data) == len(head) + 7 * 5
+    img = np.fromfile(tmp_path / "f.bin", dtype="<f4")
+    assert img.size == 35 and math.isfinite(float(img.sum())) and img.min() > 0

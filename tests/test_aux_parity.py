@@ -22,7 +22,7 @@ def _cases(program):
 
 
 @pytest.mark.skipif(not (SUITE / "cases.json").exists(), reason=MISSING)
-@pytest.mark.parametrize("program", ["nonBragg"])
+@pytest.mark.parametrize("program", ["nonBragg", "noisify"])
 def test_companion_golden_suite(program):
     ids = _cases(program)
     assert ids, f"no {program} cases in {SUITE}"

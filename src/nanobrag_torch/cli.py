@@ -18,7 +18,7 @@ if _FIRST_IMPORT:
     gc.freeze()  # what was imported lives for the whole run: keep it out of later collections
     gc.enable()
 
-from .companion import check_output_names
+from .companion import check_output_names, console_entry
 from .errors import NanoBraggError
 from .io.smv import read_smv
 from .options import HELP, validate
@@ -159,16 +159,7 @@ def entry():
 
     Every output file is closed by then; tearing down torch's thousands of modules would add
     ~0.15 s to every run (more than some whole renders take)."""
-    code = main()
-    fused = sys.modules.get(__package__ + ".fused")
-    if fused is not None:
-        fused.release()  # what atexit would have done: loaded kernels delete their temporary copies
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        code = code or 1
-    os._exit(code)
+    console_entry(main)
 
 
 def main(argv=None):

@@ -7,7 +7,7 @@ import torch
 
 from . import amorphous, resolve
 from .cnum import atof, atoi
-from .companion import V3, Rules, has, run_main, validate
+from .companion import V3, Rules, console_entry, has, run_main, validate
 from .errors import InputFileError, UsageError
 from .geometry.detector import Detector
 from .io.smv import c_g, keyed_header
@@ -388,9 +388,4 @@ def main(argv=None):
 
 
 def entry():
-    import os
-    import sys
-
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)
+    console_entry(main)

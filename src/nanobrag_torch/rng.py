@@ -166,6 +166,31 @@ def _noise_loop(img, sd, tab, adc, x0, x1, y0, y1, out):
     return total, overloads
 
 
+def _detector_noise_loop(photons, sd, csd, tab, ps, flicker, calibration, out):
+    """noisify's photon loop: optional flicker (noise seed) and calibration (calibration seed)
+    factors, then a Poisson count, pixel by pixel; both seeds share the table and Gaussian spare."""
+    total = 0.0
+    for i in range(photons.shape[0]):
+        photons0 = float(photons[i])
+        if flicker > 0.0:
+            photons0 *= 1.0 + flicker * _gaussdev(sd, tab, ps)
+        if calibration > 0.0:
+            photons0 *= 1.0 + calibration * _gaussdev(csd, tab, ps)
+        out[i] = _poidev(float(_F32(photons0)), sd, tab, ps)
+        total += out[i]
+    return total
+
+
+def _gauss_stream(sd, tab, ps, out):
+    """The next out.shape[0] unit Gaussian deviates of one seed (noisify's read-out noise)."""
+    for i in range(out.shape[0]):
+        out[i] = _gaussdev(sd, tab, ps)
+
+
+_JITTED = ("_ran1", "_gammln", "_gaussdev", "_poidev", "_c_u16", "_noise_loop", "_detector_noise_loop",
+           "_gauss_stream")
+
+
 def _build_jit():
     """Compile the functions above with numba, each resolving its callees to compiled ones."""
     try:
@@ -173,22 +198,28 @@ def _build_jit():
     except ImportError:  # pragma: no cover - numba is a dependency; plain Python still works
         return None
     scope = dict(globals())
-    for fn in (_ran1, _gammln, _gaussdev, _poidev, _c_u16, _noise_loop):
+    for name in _JITTED:
+        fn = globals()[name]
         clone = types.FunctionType(fn.__code__, scope, fn.__name__)
         clone.__qualname__ = fn.__qualname__
         clone.__module__ = fn.__module__
         scope[fn.__name__] = njit(cache=True)(clone)
-    return scope["_noise_loop"]
+    return scope
 
 
-_NOISE_JIT = [None, False]  # [compiled loop, built?]
+_NOISE_JIT = [None, False]  # [compiled scope, built?]
 
 
-def _noise_impl():
+def _impl(name):
+    """The compiled version of loop `name` (built once, on first use), else the Python one."""
     if not _NOISE_JIT[1]:
         _NOISE_JIT[0] = _build_jit()
         _NOISE_JIT[1] = True
-    return _NOISE_JIT[0] or _noise_loop
+    return (_NOISE_JIT[0] or globals())[name]
+
+
+def _noise_impl():
+    return _impl("_noise_loop")
 
 
 def new_table():
@@ -332,3 +363,29 @@ def random_misset(seed, table=None):
     Returns (umat (3, 3), (rotx, roty, rotz) radians)."""
     umat = mosaic_rotation_umat(90.0, Ran1(seed, table))
     return umat.reshape(3, 3), umat2misset(umat)
+
+
+class SharedStreams:
+    """Two C seed variables (noise, calibration) over one shuffle table and one set of
+    poidev/gaussdev statics, as noisify.c's static variables make them."""
+
+    def __init__(self, seed, calib_seed):
+        self.sd = np.array([int(seed)], dtype=np.int64)
+        self.csd = np.array([int(calib_seed)], dtype=np.int64)
+        self.tab = new_table()
+        self.ps = np.zeros(6)
+        self.ps[3] = -1.0
+
+    def photon_counts(self, photons, flicker, calibration):
+        """Poisson counts (float64 array) of the float32 photon image, pixel order, after the
+        flicker and calibration factors; and their sum."""
+        flat = np.ascontiguousarray(photons, dtype=np.float32).ravel()
+        out = np.zeros(flat.size, dtype=np.float64)
+        total = _impl("_detector_noise_loop")(flat, self.sd, self.csd, self.tab, self.ps, float(flicker),
+                                              float(calibration), out)
+        return out.reshape(np.shape(photons)), float(total)
+
+    def gaussians(self, n):
+        out = np.zeros(int(n), dtype=np.float64)
+        _impl("_gauss_stream")(self.sd, self.tab, self.ps, out)
+        return out

@@ -1,0 +1,255 @@
+"""Detector response as noisify.c models it: point-spread function, photon shot noise, beam
+flicker, per-pixel calibration error, gain, ADC offset and read-out noise.
+
+`apply_psf` is a differentiable convolution (torch); the noise draws use the C's generators in
+the C's pixel order (rng.SharedStreams), so a seed gives noisify.c's bytes.  `detector_response`
+applies the whole model to one float image (photons/pixel) and is what nanoBragg's detector
+options and datasets call per frame.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import rng
+
+FIBER_G_PER_FWHM = 0.652383013252053  # fiber PSF g = fwhm / (2 sqrt(2^(2/3) - 1))
+PHOTON_LOSS_FACTOR = 10.0  # the auto radius keeps what falls outside below sqrt(I)/10 photons
+LOG16 = math.log(16.0)
+DIRECT_MAX_RADIUS = 12  # larger kernels are applied by FFT
+
+
+@dataclass
+class DetectorModel:
+    """noisify's parameters.  psf: None, "gauss" or "fiber"; psf_fwhm_px: FWHM in pixels;
+    psf_radius: kernel radius in pixels (0: automatic, per pixel as the C)."""
+
+    gain: float = 1.0
+    adc_offset: float = 40.0
+    readout_noise: float = 0.0
+    flicker: float = 0.0
+    calibration: float = 0.03
+    psf: str = None
+    psf_fwhm_px: object = 0.0
+    psf_radius: int = 0
+    bits: int = 16
+
+    @property
+    def has_psf(self):
+        return self.psf in ("gauss", "fiber") and float(self.psf_fwhm_px) > 0.0
+
+
+def _gauss_cdf_term(x, y):
+    """Integral of the unit-FWHM normalized 2-D Gaussian from the origin to (x, y)."""
+    return 0.125 * (torch.erf(2 * x * math.sqrt(math.log(2))) * torch.erf(y * math.sqrt(LOG16))
+                    * math.sqrt(LOG16 / math.log(2)))
+
+
+def _fiber_cdf_term(x, y, g):
+    return torch.atan((x * y) / (g * torch.sqrt(g * g + x * x + y * y))) / 2.0 / math.pi
+
+
+def _pixel_integral(term, x, y, h):
+    """term over the square of half-width h around (x, y), from the corner values (as the C)."""
+    return term(x + h, y + h) - term(x + h, y - h) - term(x - h, y + h) + term(x - h, y - h)
+
+
+def psf_kernel(kind, fwhm_px, radius, dtype=torch.float64, device="cpu"):
+    """(2r+1, 2r+1) kernel: the PSF integrated over each pixel, zero beyond `radius`."""
+    fwhm = torch.as_tensor(fwhm_px, dtype=dtype, device=device)
+    d = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    dy, dx = torch.meshgrid(d, d, indexing="ij")
+    if kind == "gauss":
+        k = _pixel_integral(_gauss_cdf_term, dx / fwhm, dy / fwhm, 1.0 / fwhm / 2.0)
+    else:
+        g = fwhm * FIBER_G_PER_FWHM
+        k = _pixel_integral(lambda x, y: _fiber_cdf_term(x, y, g), dx, dy, 0.5)
+    return torch.where(dx * dx + dy * dy <= radius * radius, k, torch.zeros_like(k))
+
+
+def _auto_radius(kind, intensity, fwhm, g, log_divisor):
+    """1 + ceil(r): the radius beyond which fewer than sqrt(I)/10 of I's photons fall (float64
+    numpy, as the C computes it; gauss: log_divisor is the C's log(4)*2 or log(16))."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lost = np.sqrt(intensity) / PHOTON_LOSS_FACTOR
+        if kind == "gauss":
+            r = 1.0 + np.ceil(np.sqrt(-np.log(lost / intensity) / log_divisor) * fwhm)
+        else:
+            r = 1.0 + np.ceil(g * (intensity / lost))
+    # below 0.01 photons the C's formula has no value (undefined behaviour there): radius 1
+    return np.where(np.isfinite(r), np.minimum(r, 2.0**31 - 1), 1.0).astype(np.int64)
+
+
+def psf_radii(kind, values, fwhm, user_radius, maxwidth):
+    """(kernel radius, per-pixel radii) as apply_psf.c picks them; values: float64 numpy."""
+    g = fwhm * FIBER_G_PER_FWHM
+    if user_radius > 0:
+        return min(user_radius, maxwidth), np.full(values.shape, min(user_radius, maxwidth), dtype=np.int64)
+    max_i = float(values.max()) if values.size else 0.0
+    radius = int(_auto_radius(kind, np.array(max_i), fwhm, g, math.log(4) * 2))
+    radius = min(max(radius, 1), maxwidth)
+    per_pixel = _auto_radius(kind, values, fwhm, g, LOG16)
+    per_pixel = np.clip(np.where(per_pixel == 0, 1, per_pixel), 1, maxwidth)
+    # a radius beyond the kernel's reads past it in the C (undefined); the kernel's edge here
+    return radius, np.minimum(per_pixel, radius)
+
+
+def _full_convolution(image, kernel):
+    """Full 2-D convolution (H + 2r, W + 2r) of image with a (2r+1)^2 kernel."""
+    r = kernel.shape[0] // 2
+    h, w = image.shape
+    if r <= DIRECT_MAX_RADIUS:
+        flipped = kernel.flip(0, 1)[None, None]
+        return torch.nn.functional.conv2d(image[None, None], flipped, padding=2 * r)[0, 0]
+    shape = (h + 2 * r, w + 2 * r)
+    spectrum = torch.fft.rfft2(image, s=shape) * torch.fft.rfft2(kernel, s=shape)
+    return torch.fft.irfft2(spectrum, s=shape)
+
+
+def _lost_photons(kind, intensity, radius, fwhm):
+    """Photons of each pixel falling beyond its radius (added back evenly over the image)."""
+    if kind == "gauss":
+        return intensity * torch.exp(-LOG16 * (radius / fwhm) ** 2)
+    g = fwhm * FIBER_G_PER_FWHM
+    return intensity * g / torch.sqrt(g * g + radius * radius)
+
+
+def apply_psf(image, kind, fwhm_px, radius=0, say=None, c_rounding=False):
+    """Blur a (H, W) photon image with noisify's PSF: each pixel spreads over its own radius
+    (automatic: where fewer than sqrt(I)/10 photons would fall beyond), photons beyond it are
+    spread evenly over the image, and (as the C) spill past the right edge lands at the start of
+    the next row.  Differentiable in the image and the width.  c_rounding: round the spread
+    image to float32 before the lost photons are added, as the C's float buffer does."""
+    say = say or (lambda text: None)
+    h, w = image.shape
+    fwhm = torch.as_tensor(fwhm_px, dtype=image.dtype, device=image.device)
+    values = image.detach().to("cpu", torch.float64).numpy()
+    if radius <= 0:
+        say("  maximum input photon/pixel: %g" % float(values.max()))
+        if not values.max() > 0.0:
+            say("WARNING: no photons, PSF skipped")
+            return torch.zeros_like(image)
+    kernel_radius, radii = psf_radii(kind, values, float(fwhm.detach()), int(radius), max(h, w))
+    if radius <= 0:
+        say("  auto-selected psf_radius = %d pixels" % kernel_radius)
+    kernel = psf_kernel(kind, fwhm, kernel_radius, image.dtype, image.device)
+    lit = torch.as_tensor(values > 0.0, device=image.device)
+    r_t = torch.as_tensor(radii, dtype=image.dtype, device=image.device)
+    lost = torch.where(lit, _lost_photons(kind, image, r_t, fwhm), torch.zeros_like(image)).sum()
+    ext = image.new_zeros(h + 1, w + 1)
+    for r in np.unique(radii[values > 0.0]).tolist():
+        part = torch.where(lit & torch.as_tensor(radii == r, device=image.device), image, torch.zeros_like(image))
+        c = kernel_radius
+        full = _full_convolution(part, kernel[c - r:c + r + 1, c - r:c + r + 1] * _disk(r, image))
+        ext = ext + full[r:r + h + 1, r:r + w + 1]
+    # ext[y, x] lands at y * W + x: x == W wraps to the next row; the last spill is dropped
+    flat = torch.zeros(h * w + w + 1, dtype=image.dtype, device=image.device)
+    ys, xs = torch.meshgrid(torch.arange(h + 1, device=image.device), torch.arange(w + 1, device=image.device),
+                            indexing="ij")
+    flat = flat.index_add(0, (ys * w + xs).reshape(-1), ext.reshape(-1))
+    say("adding back %g lost photons" % float(lost))
+    out = flat[:h * w].reshape(h, w)
+    if c_rounding:
+        out = out.to(torch.float32).to(image.dtype)
+    return out + lost / (h * w)
+
+
+def _disk(r, like):
+    d = torch.arange(-r, r + 1, dtype=like.dtype, device=like.device)
+    return (d[:, None] ** 2 + d[None, :] ** 2 <= r * r).to(like.dtype)
+
+
+def c_unsigned(adu, bits):
+    """C's (unsigned short) / (unsigned int) of doubles on x86-64 (truncation, then low bits)."""
+    ok = np.isfinite(adu) & (np.abs(adu) < 2.0**62)
+    as_int = np.trunc(np.where(ok, adu, 0.0)).astype(np.int64)
+    if bits == 16:
+        as_int = np.where((adu > -2147483648.0) & (adu < 2147483648.0), as_int, 0)
+        return (as_int & 0xFFFF).astype(np.uint16)
+    return (as_int & 0xFFFFFFFF).astype(np.uint32)
+
+
+def to_pixels(photons, model, readout=None):
+    """ADU image (uint16 or uint32 by model.bits) and overload count from photons/pixel (float64
+    numpy): photons * gain + offset (+ read-out noise), clipped as the C clips."""
+    adu = photons * model.gain + model.adc_offset
+    if readout is not None:
+        adu = adu + model.readout_noise * readout
+    adu = np.where(adu > 2147483647.0, 2147483647.0, adu)
+    if model.bits == 32:
+        return c_unsigned(adu, 32), int((adu >= 2147483647.0).sum())
+    over = adu > 65535.0
+    return c_unsigned(np.where(over, 65535.0, adu), 16), int(over.sum())
+
+
+def photon_scale(fluence=125932015286227086360700780544.0, scale=1.0):
+    """noisify's factor from the input image to photons/pixel: (fluence r_e^2) scale (1 by default)."""
+    return (fluence * 7.94079248018965e-30) * scale
+
+
+@dataclass
+class Response:
+    """What the model made of one image: the noiseless and noisy ADU images (numpy), the photon
+    image the noisy one was made from (after the PSF), photon sum and overloads."""
+
+    noiseless: np.ndarray
+    noisy: np.ndarray = None
+    photons: np.ndarray = None
+    photon_sum: float = 0.0
+    overloads: int = 0
+
+
+def expected_adu(image, model, scale=1.0):
+    """Differentiable noiseless response: PSF-blurred photons * gain + ADC offset (no rounding)."""
+    photons = image * scale
+    if model.has_psf:
+        photons = apply_psf(photons, model.psf, model.psf_fwhm_px, model.psf_radius)
+    return photons * model.gain + model.adc_offset
+
+
+def noiseless_response(image, model, scale=1.0, noise=True, say=None):
+    """(photons/pixel as float32 values in float64 numpy, noiseless ADU image).  Without noise the
+    PSF is applied here (as the C does when no noise image will carry it)."""
+    say = say or (lambda text: None)
+    img = torch.as_tensor(image, dtype=torch.float64)
+    photons = (img * scale).to(torch.float32).to(torch.float64)
+    if not noise and model.has_psf:
+        say("  applying PSF to noiseless image width = %g pixels" % float(model.psf_fwhm_px))
+        photons = apply_psf(photons, model.psf, model.psf_fwhm_px, model.psf_radius, say, True).to(torch.float32)
+    base = photons.to(torch.float64).numpy()
+    return base, _noiseless(base, model)
+
+
+def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None):
+    """Shot noise (after flicker and calibration error), PSF, gain, offset and read-out noise on
+    photons/pixel (float64 numpy of float32 values): (counts after the PSF, ADU image, overloads)."""
+    say = say or (lambda text: None)
+    streams = rng.SharedStreams(seed, calib_seed)
+    counts, total = streams.photon_counts(photons.astype(np.float32), model.flicker, model.calibration)
+    if model.has_psf:
+        say("%.0f photons on noise image before PSF" % total)
+        say("  applying PSF width = %s" % (psf_label or "%g pixels" % float(model.psf_fwhm_px)))
+        blurred = apply_psf(torch.from_numpy(counts), model.psf, model.psf_fwhm_px, model.psf_radius, say, True)
+        counts = blurred.to(torch.float32).to(torch.float64).numpy()
+    readout = streams.gaussians(counts.size).reshape(counts.shape) if model.readout_noise > 0.0 else None
+    noisy, overloads = to_pixels(counts, model, readout)
+    return counts, noisy, overloads
+
+
+def detector_response(image, model, seed, calib_seed=123456789, scale=1.0, noise=True, say=None):
+    """noisify on one float image (H, W) of photons/pixel (tensor or array) with C seed values
+    (seed: the C seed variable, e.g. -1234 for '-seed 1234'; calib_seed likewise; the default
+    calibration seed is the C's).  The same seeds give noisify.c's pixels."""
+    photons, noiseless = noiseless_response(image, model, scale, noise, say)
+    if not noise:
+        return Response(noiseless)
+    counts, noisy, overloads = noisy_response(photons, model, seed, calib_seed, say)
+    return Response(noiseless, noisy, counts, float(counts.sum()), overloads)
+
+
+def _noiseless(photons, model):
+    """The C's noiseless image: both integer widths clipped at 65535."""
+    adu = photons * model.gain + model.adc_offset
+    adu = np.minimum(np.where(adu > 2147483647.0, 2147483647.0, adu), 65535.0)
+    return c_unsigned(adu, model.bits)

@@ -1,0 +1,86 @@
+"""noisify: PSF kernels and convolution (analytic checks, gradients), C quirks, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nanobrag_torch import detector_model as dm
+from nanobrag_torch import noisify
+
+
+@pytest.mark.parametrize("kind, fwhm, tol", [("gauss", 1.5, 1e-9), ("fiber", 0.8, 0.05)])
+def test_kernel_is_normalized(kind, fwhm, tol):
+    """Integrated over a large enough square the PSF holds all photons (the fiber's tail is slow:
+    beyond radius r it loses g / sqrt(g^2 + r^2))."""
+    k = dm.psf_kernel(kind, fwhm, 30)
+    assert abs(float(k.sum()) - 1.0) < tol
+    assert torch.allclose(k, k.flip(0), rtol=1e-12, atol=1e-16) and torch.allclose(k, k.T, rtol=1e-12, atol=1e-16)
+
+
+def test_psf_conserves_photons_away_from_edges():
+    """Photons beyond each pixel's radius are added back from the C's continuous-tail estimate,
+    so a Gaussian PSF conserves the total to that estimate's accuracy; the fiber's long tail
+    (auto radius clipped at the image size) runs off the edges."""
+    img = torch.zeros(40, 50, dtype=torch.float64)
+    img[20, 25], img[10, 12] = 1000.0, 30.0
+    out = dm.apply_psf(img, "gauss", 1.2, radius=0)
+    assert float(out.sum()) == pytest.approx(float(img.sum()), rel=1e-5)
+    assert float(out[20, 25]) < 1000.0 and float(out[20, 26]) > 0
+    fiber = dm.apply_psf(img, "fiber", 1.2, radius=0)
+    assert 0.95 * float(img.sum()) < float(fiber.sum()) < float(img.sum())
+
+
+def test_psf_spill_past_the_right_edge_wraps_to_the_next_row():
+    """noisify.c lets x == width through its bounds test: that spill lands at the next row's start."""
+    img = torch.zeros(5, 6, dtype=torch.float64)
+    img[2, 5] = 100.0
+    k = dm.psf_kernel("gauss", 1.0, 1)
+    out = dm.apply_psf(img, "gauss", 1.0, radius=1)
+    lost = 100.0 * math.exp(-math.log(16.0) * (1 / 1.0) ** 2) / 30  # the C's tail beyond radius 1
+    assert float(out[3, 0]) == pytest.approx(100.0 * float(k[1, 2]) + lost, rel=1e-12)  # (y=2, x=6)
+    assert float(out[2, 0]) == pytest.approx(100.0 * float(k[0, 2]) + lost, rel=1e-12)  # (y=1, x=6)
+
+
+def test_psf_gradients():
+    img = (torch.rand(7, 8, dtype=torch.float64) * 50).requires_grad_()
+    fwhm = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    for kind in ("gauss", "fiber"):
+        assert torch.autograd.gradcheck(lambda i, f, k=kind: dm.apply_psf(i, k, f, radius=2), (img, fwhm))
+
+
+def test_noise_statistics():
+    """Counts of a flat image have the Poisson mean and variance; the same seed gives the same counts."""
+    flat = np.full((200, 200), 50.0)
+    model = dm.DetectorModel(calibration=0.0)
+    a = dm.detector_response(flat, model, seed=-7)
+    b = dm.detector_response(flat, model, seed=-7)
+    assert np.array_equal(a.noisy, b.noisy)
+    counts = a.photons
+    assert abs(counts.mean() - 50.0) < 0.2 and abs(counts.var() - 50.0) < 2.0
+    assert np.array_equal(a.noisy, (counts + 40).astype(np.uint16))
+
+
+def _args(tmp_path, *extra):
+    return ["-floatfile", str(tmp_path / "in.bin"), "-intfile", str(tmp_path / "i.img"),
+            "-noisefile", str(tmp_path / "n.img"), "-pgmfile", str(tmp_path / "p.pgm"), *extra]
+
+
+@pytest.mark.parametrize("extra, code, word", [
+    (["-detpixels", "9"], 1, "in.bin"), (["-bits", "8"], 2, "-bits"), (["-psf", "disk"], 2, "-psf"),
+    (["-psf_radius", "-2"], 2, "psf_radius"), (["-gain", "x"], 2, "-gain")])
+def test_bad_input_one_line_and_no_files(tmp_path, capsys, extra, code, word):
+    np.ones(64, dtype="<f4").tofile(tmp_path / "in.bin")
+    assert noisify.main(_args(tmp_path, "-seed", "1", *extra)) == code
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin"]
+
+
+def test_guessed_size_and_32_bit_output(tmp_path):
+    np.full(6 * 4, 10.0, dtype="<f4").tofile(tmp_path / "in.bin")
+    assert noisify.main(_args(tmp_path, "-bits", "32", "-seed", "3", "-calibration", "0")) == 0
+    data = (tmp_path / "n.img").read_bytes()
+    assert b"SIZE1=4;\nSIZE2=6;" in data[:512] and b"TYPE=long_integer" in data[:512]
+    assert len(data) == 512 + 4 * 24
+    assert (tmp_path / "p.pgm").read_bytes() == b"P5\n4 6\n# pixels scaled by 1\n255\n" + bytes([50]) * 24

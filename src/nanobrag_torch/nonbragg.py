@@ -60,7 +60,7 @@ def _defaults():
         spindle=[0.0, 0.0, 1.0], stolfile=None, stol_mult=1e10, sourcefile=None, floatfile="floatimage.bin",
         intfile="intimage.img", pgmfile="image.pgm", noisefile="noiseimage.img", calculate_noise=True,
         write_pgm=True, intfile_scale=0.0, pgm_scale=0.0, progress=True, seed=None, dtype="float64",
-        device="cpu")
+        device="cpu", write_expt=None)
 
 
 def _set(name, scale=1.0, pivot=None, conv=atof):

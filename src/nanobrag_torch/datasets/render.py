@@ -53,14 +53,20 @@ class Renderer:
     FramePlan. Files named by args (-hkl, -mat, -sourcefile ...) are read relative to the current
     folder, once. `frames(indices)` yields FrameResults; `render(frame)` renders one Frame."""
 
-    def __init__(self, args, plan: FramePlan, say=_quiet, progress=None):
+    def __init__(self, args, plan: FramePlan, say=_quiet, progress=None, write_fdump: bool = True):
         from ..cli import load_settings
         from ..setup import build
 
         self.args, self.plan, self.progress = list(args), plan, progress
         self._scratch = None
         self.settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
-        self.sim = build(self.settings, say)
+        if not write_fdump:
+            self.settings.dumpfile = os.path.join(self.scratch(), "Fdump.bin")
+        self.sim = self.last_sim = build(self.settings, say)
+        # per-shot crystal sizes are baked into the compiled kernel: one build per size would not pay
+        shots = plan.shots.config.get("crystal", {}) if plan.shots is not None else {}
+        self.compile_frames = plan.count if not {"N", "size_um"} & set(shots) else 1
+        tune(self.sim, self.compile_frames)
         # the shuffle table as the noise generator of a single run finds it (after misset/mosaic draws)
         self.noise_table = self.settings.rng_table.copy()
 
@@ -73,6 +79,7 @@ class Renderer:
             v, sim, table = self._rotation_frame(frame)
         else:
             v, sim, table = self._rebuilt_frame(frame)
+        self.last_sim = sim
         with torch.no_grad():
             image = sim.run(progress=self.progress)
         photons = image.detach().to("cpu", torch.float32).numpy()
@@ -97,6 +104,7 @@ class Renderer:
         v.structure_factors = self.settings.structure_factors
         v.dumpfile = os.path.join(self.scratch(), "Fdump.bin")  # a single run's Fdump.bin is written once
         sim = build(v, _quiet)
+        tune(sim, self.compile_frames)
         return v, sim, v.rng_table
 
     def scratch(self) -> str:
@@ -115,6 +123,26 @@ class Renderer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def tune(sim, frames: int) -> None:
+    """Engine choices for a whole dataset: the compiled kernel when all frames' work together
+    pays for it (a single run decides on one frame's work; both engines give the same image to
+    the rounding of a reordered sum, bit-identical on the benchmark series), and compiled chunks
+    of whole rows that divide the detector, so that no chunk is padded with unused pixels."""
+    from ..simulator import COMPILE_MIN_WORK, FUSED_BUDGET_FACTOR, compile_available
+
+    d = sim.detector
+    x0, x1, y0, y1 = sim.roi or (0, d.fpixels - 1, 0, d.spixels - 1)
+    cols = min(x1, d.fpixels - 1) - max(x0, 0) + 1
+    rows = min(y1, d.spixels - 1) - max(y0, 0) + 1
+    terms = sim.terms_per_pixel()
+    if sim.use_compile is None and frames * d.spixels * d.fpixels * terms >= COMPILE_MIN_WORK and compile_available():
+        sim.use_compile = True
+    per_chunk = max(1, min(rows, sim.chunk_size(fused=True) // max(cols, 1)))
+    while rows % per_chunk:
+        per_chunk -= 1
+    sim.term_budget = max(1, -(-per_chunk * cols * terms // FUSED_BUDGET_FACTOR))
 
 
 def render_frames(renderer: Renderer, indices, sinks, on_frame=None) -> int:

@@ -44,7 +44,7 @@ def test_iterator_labels_match_the_shot(work):
         r = math.hypot(8.8 - 0.4, 8.8 - 0.4)
         assert d_corner == pytest.approx(1 / (2 * math.sin(math.atan(r / 100) / 2)), rel=1e-4)
         assert it["hkl"].shape == (20, 20, 3) and it["hkl"].dtype == np.int32
-        assert np.all(it["hkl"][9:11, 9:11] == 0) and np.abs(it["hkl"]).max() > 0  # hkl 000 at the beam
+        assert np.all(it["hkl"][10:12, 10:12] == 0) and np.abs(it["hkl"]).max() > 0  # hkl 000 at the beam
     # shot 0 of the iterator is -frame 0 of the same stills command
     assert cli.run(ARGS + ["-stills", "3", "-shots", "shots.toml", "-frame", "0", "-noisefile", "n.img",
                            "-nopgm", "-floatfile", "f.bin", "-intfile", "i.img"], out=io.StringIO()) == 0

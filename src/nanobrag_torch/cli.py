@@ -18,6 +18,7 @@ if _FIRST_IMPORT:
     gc.freeze()  # what was imported lives for the whole run: keep it out of later collections
     gc.enable()
 
+from . import background_noise
 from .companion import check_output_names, console_entry
 from .errors import NanoBraggError
 from .io.smv import read_smv
@@ -83,6 +84,7 @@ def load_settings(argv, say):
             apply_experiment(v, loaded["expt"])
 
     v = parse(argv, preload)
+    background_noise.parse_options(v, argv)
     v.mask_image = None
     if "mask" in loaded:
         m = loaded["mask"]
@@ -119,7 +121,8 @@ def run(argv, out=None):
         say("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: %g,%g,%g,%d,%d,%d "
             % sim.stats["interpolation_warning"])
         say("WARNING: further warnings will not be printed! ")
-    image32 = image.detach().to("cpu", torch.float32).numpy()
+    image32 = background_noise.add_background(v, sim, image.detach().to("cpu", torch.float32).numpy(), say)
+    background_noise.describe(v, say)
     if v.printout:
         from .trace import printout
         printout(sim, v, image32, say)
@@ -129,7 +132,7 @@ def run(argv, out=None):
         % (sim.stats["omega_sum"] / steps, 100 * sim.stats["omega_sum"] / steps / 4 / np.pi))
     rendered = rendered_mask(v)
     stats = outputs.statistics(image32, rendered, tuple(v.roi), v.oversample, v.pixel_size)
-    outputs.write_all(v, image32, stats, say)
+    outputs.write_all(v, image32, stats, say, noise=background_noise.noise_function(v))
     if v.write_expt:
         from .experiment import write_run_expt
         write_run_expt(v, sim, say)

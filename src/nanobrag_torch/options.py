@@ -48,6 +48,9 @@ OPTIONS = {
     "binary_spots": (), "tophat_spots": (), "fudge": (F,), "printout_pixel": (I, I), "seed": (I,),
     "mosaic_seed": (I,), "misset_seed": (I,), "water": (F,),
     # nanobrag_torch's own options
+    "background": (S,), "background_thick": (F,), "background_density": (F,), "background_MW": (F,),
+    "psf": (S,), "psf_fwhm": (F,), "psf_radius": (I,), "readout_noise": (F,), "flicker": (F,),
+    "calibration": (F,), "calib_seed": (I,), "gain": (F,),
     "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I),
     # datasets (datasets/cli.py)
     "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
@@ -60,7 +63,7 @@ POSITIVE = {"lambda", "wave", "wavelength", "energy", "pixel", "pixel_size", "de
             "detsize_y", "frames", "stills"}
 NON_NEGATIVE = {"N", "Na", "Nb", "Nc", "mosaic_dom", "mosaic_domains", "phisteps", "dispsteps", "hdivsteps",
                 "vdivsteps", "divsteps", "detector_thicksteps", "thicksteps", "fluence", "flux", "water", "nthreads",
-                "frame"}
+                "frame", "psf_fwhm", "psf_radius", "readout_noise", "flicker", "calibration"}
 NON_ZERO = {"distance", "close_distance"}  # the detector plane would pass through the sample
 C_INT_MAX = 2**31 - 1
 MAX_THREADS = 1024  # torch crashes (segfault) when asked for ~100000 threads

@@ -48,10 +48,11 @@ def header_fields(v):
     }
 
 
-def write_all(v, image32, stats, say, header=None):
+def write_all(v, image32, stats, say, header=None, noise=None):
     """Write the float, integer, PGM and noise images named by the settings.
 
-    `header`: the SMV header bytes to use (nonBragg's own); default nanoBragg's from `v`."""
+    `header`: the SMV header bytes to use (nonBragg's own); default nanoBragg's from `v`.
+    `noise`: image32 -> (noise image, photons, overloads) replacing nanoBragg's Poisson noise."""
     roi = tuple(v.roi)
     say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
     write_float_image(v.floatfile, image32)
@@ -71,8 +72,11 @@ def write_all(v, image32, stats, say, header=None):
         say("writing %s as %d-byte integers" % (v.pgmfile, 1))
         write_pgm(v.pgmfile, image32, pgm_scale, roi)
     if v.calculate_noise:
-        noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi,
-                                                    table=getattr(v, "rng_table", None))
+        if noise is not None:
+            noisy, photons, overloads = noise(image32)
+        else:
+            noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi,
+                                                        table=getattr(v, "rng_table", None))
         say("%.0f photons on noise image (%d overloads)" % (photons, overloads))
         say("writing %s as %d-byte integers" % (v.noisefile, 2))
         write_raw_smv(v.noisefile, header, noisy)

@@ -1,0 +1,105 @@
+"""nanoBragg's -background and detector-model options: nonBragg's amorphous background added to
+the Bragg image and noisify's detector response as the noise image, in one run.
+
+A run with these options gives the float image float32(bragg) + float32(background) and the
+noise image noisify makes of that sum with the same -seed (and -calib_seed), so it equals the
+three-program pipeline nanoBragg + nonBragg -> noisify.
+"""
+import dataclasses
+
+import numpy as np
+import torch
+
+from . import amorphous, detector_model
+from .cnum import atof, atoi
+from .errors import UsageError
+from .io.stol import read_stol
+
+BACKGROUND_OPTIONS = ("background", "background_thick", "background_density", "background_MW")
+DETECTOR_OPTIONS = ("psf", "psf_fwhm", "psf_radius", "readout_noise", "flicker", "calibration", "calib_seed",
+                    "gain")
+
+
+def parse_options(v, argv):
+    """Read the options into v.background (dict or None), v.detector_model (or None), v.calib_seed."""
+    seen = {}
+    for i, tok in enumerate(argv[:-1]):
+        if tok.startswith("-") and tok[1:] in BACKGROUND_OPTIONS + DETECTOR_OPTIONS:
+            seen[tok[1:]] = argv[i + 1]
+    v.background = None
+    if "background" in seen:
+        v.background = dict(stol=seen["background"], thick=atof(seen.get("background_thick", "0.1")) / 1000.0,
+                            density=atof(seen.get("background_density", "1")) * 1e6,
+                            MW=atof(seen.get("background_MW", "18")))
+        if not (v.background["thick"] > 0 and v.background["density"] > 0 and v.background["MW"] > 0):
+            raise UsageError("options -background_thick, -background_density, -background_MW: must be positive")
+    elif any(k in seen for k in BACKGROUND_OPTIONS):
+        raise UsageError("option -background FILE.stol is needed by -background_thick/-density/-MW")
+    v.detector_model, v.calib_seed = None, -atoi(seen["calib_seed"]) if "calib_seed" in seen else 123456789
+    if any(k in seen for k in DETECTOR_OPTIONS):
+        psf = seen.get("psf")
+        if psf is not None and psf not in ("gauss", "fiber"):
+            raise UsageError(f"option -psf: expected gauss or fiber, got '{psf}'")
+        fwhm_m = atof(seen.get("psf_fwhm", "46")) * 1e-6
+        v.detector_model = detector_model.DetectorModel(
+            gain=atof(seen.get("gain", "1")), adc_offset=v.adc_offset, readout_noise=atof(seen.get("readout_noise", "0")),
+            flicker=atof(seen.get("flicker", "0")), calibration=atof(seen.get("calibration", "0.03")),
+            psf=psf if fwhm_m > 0 else None, psf_fwhm_px=fwhm_m / v.pixel_size,
+            psf_radius=atoi(seen.get("psf_radius", "0")))
+    return v
+
+
+def background_image(v, sim, say=None):
+    """The amorphous background (float64 tensor, photons/pixel) seen by the run's detector and
+    beam: the same sub-pixels and sources, no sensor absorption (nonBragg has none); zero where
+    the run renders nothing (outside -roi, masked)."""
+    bg = v.background
+    table = amorphous.StolTable.from_rows(read_stol(bg["stol"]), 1e10, sim.detector.dtype, sim.detector.device)
+    side = min(1e-4, v.beamsize) if v.beamsize >= 0 else 1e-4  # nonBragg's default block, clipped by the beam
+    molecules, _ = amorphous.molecule_count(bg["thick"], side, side, bg["density"], bg["MW"])
+    if say:
+        say("  background: %s, %g m thick, %g g/cm^3, %g g/mol (%g molecules)"
+            % (bg["stol"], bg["thick"], bg["density"] / 1e6, bg["MW"], molecules))
+    detector = dataclasses.replace(sim.detector, thickness=0.0, thicksteps=1, thickstep=0.0, mu=0.0, _cache=None)
+    beam = sim.beam
+    n = beam.wavelengths.numel()
+    weights = torch.ones(n, dtype=torch.float64) if beam.weights is None else \
+        beam.weights.detach().to("cpu", torch.float64) * n / beam.weights.detach().sum().cpu()
+    image, _ = amorphous.render_background(
+        detector, beam.source_dirs, weights, beam.wavelengths, amorphous.AmorphousSample(table, molecules),
+        v.fluence, kahn=v.polarization, nopolar=v.nopolar, polar_axis=v.polar_vector, roi=tuple(v.roi))
+    if getattr(v, "mask_image", None) is not None:
+        image = image * torch.as_tensor(v.mask_image != 0, device=image.device)
+    return image
+
+
+def add_background(v, sim, image32, say=None):
+    """float32(bragg) + float32(background), as summing the two programs' float files."""
+    if getattr(v, "background", None) is None:
+        return image32
+    with torch.no_grad():
+        bg = background_image(v, sim, say).to("cpu", torch.float32).numpy()
+    return (image32.astype(np.float32) + bg).astype(np.float32)
+
+
+def noise_function(v):
+    """None (nanoBragg's Poisson noise), or image32 -> (noise image, photons, overloads) by
+    noisify's model with the run's -seed and -calib_seed."""
+    model = getattr(v, "detector_model", None)
+    if model is None:
+        return None
+
+    def noise(image32):
+        response = detector_model.detector_response(image32, model, v.seed, v.calib_seed,
+                                                    detector_model.photon_scale())
+        return response.noisy, response.photon_sum, response.overloads
+    return noise
+
+
+def describe(v, say):
+    model = getattr(v, "detector_model", None)
+    if model is not None:
+        psf = "no PSF" if not model.has_psf else "%s PSF fwhm %g pixels, radius %s" % (
+            model.psf, model.psf_fwhm_px, model.psf_radius or "automatic")
+        say("  detector model: gain %g ADU/photon, read-out noise %g ADU, flicker %g, calibration %g (seed %d), %s"
+            % (model.gain, model.readout_noise, model.flicker, model.calibration, v.calib_seed, psf))

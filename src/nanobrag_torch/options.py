@@ -54,13 +54,13 @@ OPTIONS = {
     "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I),
     # datasets (datasets/cli.py)
     "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
-    "overwrite": (), "shots": (S,), "export_c": (S,),
+    "overwrite": (), "shots": (S,), "export_c": (S,), "workers": (I,), "scheduler": (S,),
 }
 
 # values nanoBragg.c would run on with into a meaningless image, a division by zero or a crash
 POSITIVE = {"lambda", "wave", "wavelength", "energy", "pixel", "pixel_size", "detpixels", "detpixels_f",
             "detpixels_s", "detpixels_x", "detpixels_y", "detsize", "detsize_f", "detsize_s", "detsize_x",
-            "detsize_y", "frames", "stills"}
+            "detsize_y", "frames", "stills", "workers"}
 NON_NEGATIVE = {"N", "Na", "Nb", "Nc", "mosaic_dom", "mosaic_domains", "phisteps", "dispsteps", "hdivsteps",
                 "vdivsteps", "divsteps", "detector_thicksteps", "thicksteps", "fluence", "flux", "water", "nthreads",
                 "frame", "psf_fwhm", "psf_radius", "readout_noise", "flicker", "calibration"}

@@ -23,7 +23,8 @@ from ..options import OPTIONS, validate
 from ..settings import RTD
 from .plan import FramePlan
 
-DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c")
+DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c",
+                   "workers", "scheduler")
 
 
 def is_dataset_run(argv) -> bool:
@@ -102,6 +103,10 @@ def run(argv, out=None) -> int:
     validate(argv)
     opts, base = split_args(argv)
     check_options(opts)
+    cluster = "workers" in opts or "scheduler" in opts
+    if cluster:
+        from .distributed import check_cluster_options
+        check_cluster_options(opts)
     plan = make_plan(base, opts)
     if "frame" in opts:
         from ..cli import run as single_run
@@ -115,6 +120,9 @@ def run(argv, out=None) -> int:
         if "export_c" in opts:
             return 0
         raise UsageError("a dataset needs an output: -nexus FILE.nxs, -cbf PREFIX or -smv PREFIX")
+    if cluster:
+        from .distributed import render_distributed
+        return render_distributed(base, plan, sinks, opts, argv, say)
     return render_dataset(base, plan, sinks, opts, say)
 
 

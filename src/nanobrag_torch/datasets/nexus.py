@@ -194,25 +194,10 @@ class NexusFile:
         notes.attrs["complete"] = False
 
     def write(self, result) -> None:
-        f, i = self.file, result.frame.index
         image = result.counts if result.counts is not None else result.photons
-        _put(f["/entry/data/data"], i, image)
-        v = result.settings
-        osc = v.osc * RTD
-        _put(f["/entry/sample/transformations/omega"], i, result.frame.phi_deg)
-        _put(f["/entry/sample/transformations/omega_increment_set"], i, osc)
-        _put(f["/entry/sample/transformations/omega_end"], i, result.frame.phi_deg + osc)
-        cell, ub = frame_orientation(v)
-        _put(f["/entry/sample/unit_cell"], i, cell)
-        _put(f["/entry/sample/ub_matrix"], i, ub)
-        _put(f["/entry/instrument/beam/total_flux_fluence"], i, v.fluence)
-        if "incident_wavelength_weights" in f["/entry/instrument/beam"]:
-            wavelengths, weights = spectrum(result.frame.shot)
-            _put(f["/entry/instrument/beam/incident_wavelength"], i, wavelengths)
-            _put(f["/entry/instrument/beam/incident_wavelength_weights"], i, weights)
-        _put(f["/entry/nanobrag/frame_seeds"], i, result.frame.seed)
-        _put(f["/entry/nanobrag/frame_args"], i, shlex.join(result.frame.args))
-        f.flush()
+        _put(self.file["/entry/data/data"], result.frame.index, image)
+        write_record(self.file, result.frame.index, frame_record(result))
+        self.file.flush()
 
     def close(self, complete: bool) -> None:
         if self.file is None:
@@ -237,3 +222,40 @@ def _put(ds, index: int, value) -> None:
     if ds.shape[0] <= index:
         ds.resize(index + 1, axis=0)
     ds[index] = value
+
+
+# where each per-frame value of frame_record goes in the file
+RECORD_PATHS = {
+    "omega": "/entry/sample/transformations/omega",
+    "omega_increment_set": "/entry/sample/transformations/omega_increment_set",
+    "omega_end": "/entry/sample/transformations/omega_end",
+    "unit_cell": "/entry/sample/unit_cell",
+    "ub_matrix": "/entry/sample/ub_matrix",
+    "total_flux_fluence": "/entry/instrument/beam/total_flux_fluence",
+    "incident_wavelength": "/entry/instrument/beam/incident_wavelength",
+    "incident_wavelength_weights": "/entry/instrument/beam/incident_wavelength_weights",
+    "frame_seeds": "/entry/nanobrag/frame_seeds",
+    "frame_args": "/entry/nanobrag/frame_args",
+}
+
+
+def frame_record(result) -> dict:
+    """Everything a frame adds to the file besides its pixels (small: a distributed run's workers
+    send these to the client, which writes them into the master file)."""
+    v, frame = result.settings, result.frame
+    osc = v.osc * RTD
+    cell, ub = frame_orientation(v)
+    record = {"omega": frame.phi_deg, "omega_increment_set": osc, "omega_end": frame.phi_deg + osc,
+              "unit_cell": cell, "ub_matrix": ub, "total_flux_fluence": v.fluence,
+              "frame_seeds": frame.seed, "frame_args": shlex.join(frame.args)}
+    if "wavelengths_A" in frame.shot:
+        record["incident_wavelength"], record["incident_wavelength_weights"] = spectrum(frame.shot)
+    return record
+
+
+def write_record(f, index: int, record: dict) -> None:
+    """Write frame `index`'s record (spectra only where the file has per-shot spectra)."""
+    per_shot = RECORD_PATHS["incident_wavelength_weights"] in f
+    for key, value in record.items():
+        if per_shot or not key.startswith("incident_wavelength"):
+            _put(f[RECORD_PATHS[key]], index, value)

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distributed_workload import DISTRIBUTED, bench_distributed  # noqa: E402  (D2W, beside this script)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -308,7 +311,7 @@ def table(results):
         if "skipped" in r:
             rows.append((name, "skipped") + ("",) * (len(head) - 2))
             continue
-        o, c = r["ours"], r.get("c", {})
+        o, c = r["ours"], r.get("c", r.get("in_process", {}))  # D2W: the reference is our in-process run
         rows.append((name, fmt(o["median_s"]), fmt(o["cold_s"]), fmt(o["warm_s"]),
                      fmt(c.get("median_s")), fmt(r.get("ratio")), fmt(r.get("cold_ratio")), fmt(o["cpu_median_s"]),
                      fmt(c.get("cpu_median_s")), fmt(mib(o["peak_rss_kb"]), ".0f"),
@@ -427,10 +430,11 @@ def parse_args(argv):
         args.repeats = 1
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
-    args.names = list(WORKLOADS) if not args.only else [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in args.names if w not in WORKLOADS]
+    known = list(WORKLOADS) + list(DISTRIBUTED)
+    args.names = known if not args.only else [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    unknown = [w for w in args.names if w not in known]
     if unknown:
-        p.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+        p.error(f"unknown workload(s) {unknown}; choose from {known}")
     if args.c_bin and not os.access(args.c_bin, os.X_OK):
         p.error(f"C binary {args.c_bin} is not an executable file")
     return args
@@ -476,7 +480,10 @@ def main(argv=None):
     try:
         record["rss_floor_kb"] = runner.floor(tmp)
         for name in args.names:
-            res = bench_workload(name, runner, args, py_cmd, c_cmd, env_py, base_env, tmp)
+            if name in DISTRIBUTED:
+                res = bench_distributed(name, runner, args, py_cmd, env_py, tmp, prepare, summarize)
+            else:
+                res = bench_workload(name, runner, args, py_cmd, c_cmd, env_py, base_env, tmp)
             record["workloads"][name] = res
             failed |= any(res.get(side, {}).get("failed") for side in ("ours", "c"))
     finally:
@@ -494,6 +501,10 @@ def main(argv=None):
           f"torch {record['versions'].get('torch')}; peak RSS via {runner.method}"
           + (f" (floor {runner.rss_floor_kb / 1024:.1f} MiB)" if runner.rss_floor_kb else ""))
     print(table(record["workloads"]))
+    for name, r in record["workloads"].items():
+        if name in DISTRIBUTED and "ratio" in r:
+            print(f"{name}: ours = -workers 2 -nthreads 1, 'C' columns = in-process -nthreads 2; workers/in-process "
+                  f"{fmt(r['ratio'])}, peak memory per worker {fmt(r.get('worker_peak_mib'), '.0f')} MiB")
     print(f"record: {out}")
     return 1 if failed else 0
 

@@ -231,7 +231,9 @@ def render_distributed(base, plan: FramePlan, sinks, opts, argv, say) -> int:
     done = {n: finished_chunk(job, n, a, b) for n, a, b in chunks} if "resume" in opts else {}
     done = {n: records for n, records in done.items() if records is not None}
     todo = [c for c in chunks if c[0] not in done]
-    renderer = Renderer(base, plan, say)  # checks the input here, before any worker starts
+    # checks the input before any worker starts, and gives the master's header (on the CPU: the
+    # workers may have accelerators that the client lacks)
+    renderer = Renderer(list(base) + ["-device", "cpu"], plan, say)
     progress = None
     previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     manifests, retried, complete = [], 0, False

@@ -10,6 +10,7 @@ background), the fit starts from cell a +0.5 %, misset +0.3 deg about x, y and z
 import time
 
 import torch
+from lbfgs_rounds import fit
 
 import nanobrag_torch as nb
 
@@ -70,28 +71,7 @@ def main():
         expected = sim.run() * scale + BACKGROUND
         return (expected - counts * torch.log(expected)).sum()
 
-    optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=15, history_size=20, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-7, tolerance_change=1e-10)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = nll()
-        loss.backward()
-        return loss
-
-    print("start:", {k: f"{v:.4g}" for k, v in errors().items()})
-    previous = float("inf")
-    for rnd in range(MAX_ROUNDS):
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(nll())
-        print(f"round {rnd + 1}: -logL = {loss:.10g}", {k: f"{v:.3g}" for k, v in errors().items()},
-              f"({time.time() - start_time:.0f} s)")
-        if previous - loss < STOP:  # the likelihood no longer improves in any meaningful way
-            break
-        previous = loss
-    err = errors()
-    print("RESULT " + " ".join(f"{k}={v:.3g}" for k, v in err.items()) + f" seconds={time.time() - start_time:.1f}")
+    fit(x, nll, errors, start_time, MAX_ROUNDS, STOP, max_iter=15, tolerance_grad=1e-7, tolerance_change=1e-10)
 
 
 if __name__ == "__main__":

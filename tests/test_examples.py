@@ -37,3 +37,11 @@ def test_refine_structure_factors():
     assert r["r_factor"] <= 0.05
     assert r["reflections"] >= 50
     assert r["seconds"] < 300
+
+
+@pytest.mark.slow
+def test_refine_panels():
+    r = run_example("refine_panels.py")
+    # true displacements 0.1-0.3 mm and turns 0.1-0.3 degrees; the fit starts from the nominal layout
+    assert r["panel_shift_err_mm"] <= 0.01
+    assert r["panel_rot_err_deg"] <= 0.01

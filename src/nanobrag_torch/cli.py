@@ -131,8 +131,13 @@ def run(argv, out=None):
     say("solid angle subtended by detector = %g steradian ( %g%% sphere)"
         % (sim.stats["omega_sum"] / steps, 100 * sim.stats["omega_sum"] / steps / 4 / np.pi))
     rendered = rendered_mask(v)
-    stats = outputs.statistics(image32, rendered, tuple(v.roi), v.oversample, v.pixel_size)
-    outputs.write_all(v, image32, stats, say, noise=background_noise.noise_function(v))
+    roi, fields = tuple(v.roi), None
+    if v.panel_count > 1:  # statistics over every panel's ROI rows; a header per panel
+        from .experiment import panel_header_fields
+        roi, fields = (roi[0], roi[1], roi[2], roi[3] + (v.panel_count - 1) * v.spixels), \
+            panel_header_fields(v, sim.detector)
+    stats = outputs.statistics(image32, rendered, roi, v.oversample, v.pixel_size)
+    outputs.write_all(v, image32, stats, say, noise=background_noise.noise_function(v), panel_fields=fields)
     if v.write_expt:
         from .experiment import write_run_expt
         write_run_expt(v, sim, say)
@@ -140,12 +145,8 @@ def run(argv, out=None):
 
 
 def rendered_mask(v):
-    mask = np.zeros((v.spixels, v.fpixels), dtype=bool)
-    x0, x1, y0, y1 = v.roi
-    mask[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
-    if v.mask_image is not None:
-        mask &= v.mask_image != 0
-    return mask
+    from .experiment import rendered_panels
+    return rendered_panels(v)
 
 
 def one_line(exc):

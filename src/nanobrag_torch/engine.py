@@ -137,6 +137,8 @@ def _omega_per_pixel(omega, flags):
 def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
     """render() for pixel indices (positions built here), without diagnostics."""
     pos = detector.positions(geo, fast, slow)
+    if hasattr(detector, "chunk_geometry"):  # several panels: each pixel takes its own panel's values
+        geo = detector.chunk_geometry(geo, slow)
     return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
                   diagnostics=False)
 
@@ -199,15 +201,16 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     weight_factor: (N,) or None; rot: (phisteps, domains, 3, 3) real vectors in metres.
     Returns (image values (n,), diagnostics dict)."""
     diffracted, airpath = unitize(pos)
-    ps = detector.t(detector.pixel_size)
+    ps = geo["pixel_size"] if "pixel_size" in geo else detector.t(detector.pixel_size)
     if detector.point_pixel:
         omega = 1.0 / (airpath * airpath)
     else:
         omega = ps * ps / airpath / airpath * geo["close_distance"] / airpath
     T = pos.shape[1]
-    if detector.thicksteps and _value(detector.thickness) != 0.0:
+    thick = geo["thick"] if "thick" in geo else detector.thicksteps and _value(detector.thickness) != 0.0
+    if thick:
         parallax = dot(diffracted, geo["odet"])
-        step_mu = detector.t(detector.thickstep) * detector.t(detector.mu)
+        step_mu = geo["step_mu"] if "step_mu" in geo else detector.t(detector.thickstep) * detector.t(detector.mu)
         layer = torch.arange(T, dtype=pos.dtype, device=pos.device)[None, :, None]
         capture = torch.exp(-layer * step_mu / parallax) - torch.exp(-(layer + 1) * step_mu / parallax)
     else:

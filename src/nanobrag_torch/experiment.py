@@ -105,3 +105,58 @@ def write_run_expt(v, sim, say):
     panels = panels_from_detector(det, v) if getattr(det, "n_panels", 1) > 1 else None
     say(f"writing {v.write_expt} (DIALS experiment list)")
     write_expt(v.write_expt, experiment_from_settings(v, panels))
+
+
+def multi_panel_detector(v, dtype, device):
+    """The -expt file's panels as one PanelDetector (see geometry/panels.py)."""
+    from .errors import UsageError
+    from .geometry.panels import PanelDetector
+
+    moved = v.pivot != "pix0" or any(x != 0 for x in (v.rotx, v.roty, v.rotz, v.twotheta))
+    if moved:
+        raise UsageError(f"{v.exptfile}: {len(v.expt_panels)} panels are placed by the file; options that move "
+                         "the detector (-distance, -Xbeam/-Ybeam, conventions, -pivot, rotations, -twotheta) apply to "
+                         "one panel only")
+    if v.curved or v.printout or v.trace_pixel is not None:
+        raise UsageError("-curved_det, -printout and -trace_pixel take a one-panel detector")
+    try:
+        return PanelDetector.from_panels(v.expt_panels, v.beam, thicksteps=v.detector_thicksteps,
+                                         oversample=v.oversample, point_pixel=v.point_pixel, dtype=dtype,
+                                         device=device)
+    except ValueError as exc:
+        raise UsageError(f"{v.exptfile}: {exc}") from None
+
+
+def rendered_panels(v):
+    """(panels x spixels, fpixels) bool: the -roi box of every panel (and the -mask)."""
+    import numpy as np
+
+    box = np.zeros((v.spixels, v.fpixels), dtype=bool)
+    x0, x1, y0, y1 = v.roi
+    box[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    keep = np.tile(box, (getattr(v, "panel_count", 1), 1))
+    if v.mask_image is not None:
+        keep &= v.mask_image != 0
+    return keep
+
+
+def panel_header_fields(v, det):
+    """Each panel's SMV header: its own distance, beam centre, near point and DIALS origin."""
+    from types import SimpleNamespace
+
+    from .outputs import header_fields
+
+    geo = det.geometry()
+    out = []
+    for i in range(det.n_panels):
+        g = {k: geo[k][i].detach().cpu().tolist() for k in ("pix0", "distance", "close_distance", "Fbeam", "Sbeam",
+                                                          "Fclose", "Sclose", "panel_pixel_size")}
+        p = SimpleNamespace(**vars(v))
+        p.pixel_size = g["panel_pixel_size"]
+        p.distance, p.close_distance = g["distance"], g["close_distance"]
+        p.Fbeam, p.Sbeam, p.Xbeam, p.Ybeam = g["Fbeam"], g["Sbeam"], g["Fbeam"], g["Sbeam"]
+        p.ORGX, p.ORGY = g["Fclose"] / p.pixel_size + 0.5, g["Sclose"] / p.pixel_size + 0.5
+        p.dials_origin = tuple(1000.0 * c for c in (g["pix0"][2], g["pix0"][1], -g["pix0"][0]))
+        p.detsize_s = p.pixel_size * v.spixels
+        out.append(header_fields(p))
+    return out

@@ -1,5 +1,6 @@
 """Image statistics and output files, as nanoBragg reports and writes them."""
 import math
+import os
 
 import numpy as np
 
@@ -48,12 +49,16 @@ def header_fields(v):
     }
 
 
-def write_all(v, image32, stats, say, header=None, noise=None):
+def write_all(v, image32, stats, say, header=None, noise=None, panel_fields=None):
     """Write the float, integer, PGM and noise images named by the settings.
 
     `header`: the SMV header bytes to use (nonBragg's own); default nanoBragg's from `v`.
-    `noise`: image32 -> (noise image, photons, overloads) replacing nanoBragg's Poisson noise."""
+    `noise`: image32 -> (noise image, photons, overloads) replacing nanoBragg's Poisson noise.
+    Several panels (stacked along slow in image32): the float file holds them one after another;
+    the SMV, PGM and noise images are one file per panel (name_p00.img, ...), each with its
+    panel's header (`panel_fields`), the -roi box applying in every panel."""
     roi = tuple(v.roi)
+    count = getattr(v, "panel_count", 1)
     say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
     write_float_image(v.floatfile, image32)
     say("max_I = %g  at %g %g" % (stats["max_I"], stats["max_x"], stats["max_y"]))
@@ -62,21 +67,43 @@ def write_all(v, image32, stats, say, header=None, noise=None):
     if scale <= 0.0:
         scale = 55000.0 / stats["max_I"] if stats["max_I"] > 0.0 else 1.0
     say("intfile_scale = %g" % scale)
-    header = smv_header(header_fields(v)) if header is None else header
-    ints = int_image(image32, scale, v.adc_offset, roi)
-    say("writing %s as %d-byte integers" % (v.intfile, 2))
-    write_raw_smv(v.intfile, header, ints)
+    headers = [header] if header is not None else \
+        [smv_header(f) for f in (panel_fields or [header_fields(v)])]
+    parts = np.split(image32, count) if count > 1 else [image32]
+
+    def each(name, images, what):
+        for index, (part, head) in enumerate(zip(images, headers)):
+            target = panel_file(name, index) if count > 1 else name
+            say(f"writing {target} as {what}")
+            yield target, part, head
+
+    for target, part, head in each(v.intfile, parts, "2-byte integers"):
+        write_raw_smv(target, head, int_image(part, scale, v.adc_offset, roi))
     if v.write_pgm:
         pgm_scale = v.pgm_scale if v.pgm_scale > 0.0 else auto_pgm_scale(scale, stats["rmsd"])
         say("pgm_scale = %g" % pgm_scale)
-        say("writing %s as %d-byte integers" % (v.pgmfile, 1))
-        write_pgm(v.pgmfile, image32, pgm_scale, roi)
+        for target, part, _ in each(v.pgmfile, parts, "1-byte integers"):
+            write_pgm(target, part, pgm_scale, roi)
     if v.calculate_noise:
-        if noise is not None:
-            noisy, photons, overloads = noise(image32)
-        else:
-            noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, roi,
-                                                        table=getattr(v, "rng_table", None))
+        noisy, photons, overloads = noise(image32) if noise is not None else _noise(v, image32, roi, count)
         say("%.0f photons on noise image (%d overloads)" % (photons, overloads))
-        say("writing %s as %d-byte integers" % (v.noisefile, 2))
-        write_raw_smv(v.noisefile, header, noisy)
+        for target, part, head in each(v.noisefile, np.split(noisy, count), "2-byte integers"):
+            write_raw_smv(target, head, part)
+
+
+def _noise(v, image32, roi, count):
+    """One noise draw over all panels in order; outside each panel's -roi box stays 0."""
+    if count == 1:
+        return rng.noise_image(image32, v.seed, v.adc_offset, roi, table=getattr(v, "rng_table", None))
+    x0, x1 = roi[0], roi[1]
+    noisy, photons, overloads = rng.noise_image(image32, v.seed, v.adc_offset, (x0, x1, 0, image32.shape[0] - 1),
+                                                table=getattr(v, "rng_table", None))
+    box = np.zeros((v.spixels, v.fpixels), dtype=bool)
+    box[max(roi[2], 0):roi[3] + 1, max(x0, 0):x1 + 1] = True
+    return np.where(np.tile(box, (count, 1)), noisy, 0).astype(noisy.dtype), photons, overloads
+
+
+def panel_file(name, index):
+    """intimage.img -> intimage_p00.img (one file per panel)."""
+    root, ext = os.path.splitext(name)
+    return f"{root}_p{index:02d}{ext}"

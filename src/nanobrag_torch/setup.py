@@ -77,7 +77,7 @@ def _memory_bytes():
 def check_detector_size(v):
     if v.fpixels <= 0 or v.spixels <= 0:
         raise UsageError("-detpixels/-detsize: the detector must have at least one pixel")
-    need = v.fpixels * v.spixels * 16  # float64 image, float32 copy, integer images
+    need = v.fpixels * v.spixels * v.panel_count * 16  # float64 image, float32 copy, integer images
     avail = _memory_bytes()
     if need > avail // 2:
         raise UsageError("detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
@@ -109,7 +109,7 @@ def check_roi_and_mask(v):
         raise UsageError("-roi %d %d %d %d: the region lies outside the %dx%d-pixel detector"
                          % (*v.roi, v.fpixels, v.spixels))
     mask = getattr(v, "mask_image", None)
-    if mask is not None and mask.shape != (v.spixels, v.fpixels):
+    if mask is not None and mask.shape != (v.spixels * v.panel_count, v.fpixels):
         raise InputFileError(f"{v.maskfile}: mask is {mask.shape[1]}x{mask.shape[0]} pixels "
                              f"but the detector is {v.fpixels}x{v.spixels}")
 
@@ -120,6 +120,7 @@ def build(v, say):
     # one shuffle table per run, shared by every seed in C's order (misset, mosaic, noise)
     v.rng_table = rng.new_table()
     detector_and_beam(v, say)
+    v.panel_count = len(v.expt_panels) if v.expt_panels else 1
     check_detector_size(v)
     check_roi_and_mask(v)
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
@@ -245,7 +246,12 @@ def build(v, say):
     mask = None
     if v.mask_image is not None:
         mask = torch.as_tensor(v.mask_image != 0, device=device)
-    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=tuple(v.roi), mask=mask)
+    roi = tuple(v.roi)
+    if v.panel_count > 1:
+        from .experiment import multi_panel_detector, rendered_panels
+        det = multi_panel_detector(v, dtype, device)
+        mask, roi = torch.as_tensor(rendered_panels(v), device=device), None
+    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=roi, mask=mask)
     report_summary(v, say, grid)
     return sim
 

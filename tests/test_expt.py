@@ -251,3 +251,51 @@ def test_pix0_vector_note(tmp_path, monkeypatch, capsys):
     args = CASES["custom_vectors"]["args"]
     assert cli.main(list(args)) == 0
     assert "-pix0_vector has no effect" in capsys.readouterr().err
+
+
+DATASET = ["-cell", "70", "80", "90", "75", "85", "95", "-default_F", "100", "-N", "3", "-lambda", "1.0",
+           "-distance", "100", "-detpixels", "24", "-pixel", "0.4", "-nonoise", "-nopgm", "-noprogress", "-seed", "3",
+           "-misset_seed", "11"]
+
+
+def test_dataset_stills_write_one_experiment_per_still(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(DATASET + ["-stills", "3", "-smv", "shot", "-write_expt", "stills.expt"]) == 0
+    doc = json.loads((tmp_path / "stills.expt").read_text())
+    assert len(doc["experiment"]) == 3 and len(doc["crystal"]) == 3 and not doc["scan"]
+    for k in range(3):
+        # still k's orientation is that of the single run the dataset's frame k stands for
+        assert cli.main(DATASET + ["-stills", "3", "-frame", str(k), "-write_expt", f"one{k}.expt",
+                                   "-floatfile", "f.bin", "-intfile", "i.img"]) == 0
+        single = json.loads((tmp_path / f"one{k}.expt").read_text())["crystal"][0]
+        mine = doc["crystal"][doc["experiment"][k]["crystal"]]
+        assert [mine[f"real_space_{x}"] for x in "abc"] == [single[f"real_space_{x}"] for x in "abc"]
+    assert doc["crystal"][0]["real_space_a"] != doc["crystal"][1]["real_space_a"]
+
+
+def test_dataset_rotation_writes_one_scan(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(DATASET + ["-phi", "10", "-osc", "0.5", "-frames", "3", "-smv", "rot",
+                               "-write_expt", "rot.expt"]) == 0
+    exp = read_expt(tmp_path / "rot.expt")
+    assert exp.images == 3
+    assert exp.phi0 == pytest.approx(math.radians(10.0)) and exp.osc == pytest.approx(math.radians(0.5))
+    scan = json.loads((tmp_path / "rot.expt").read_text())["scan"][0]
+    assert scan["image_range"] == [1, 3]
+    assert scan["properties"]["oscillation"] == pytest.approx([10.0, 10.5, 11.0])
+
+
+def test_a_scan_of_several_images_renders_as_a_series(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(DATASET + ["-phi", "10", "-osc", "0.5", "-frames", "3", "-smv", "rot",
+                               "-write_expt", "rot.expt"]) == 0
+    keep = ["-default_F", "100", "-N", "3", "-nonoise", "-nopgm", "-noprogress", "-seed", "3"]
+    assert cli.main(["-expt", "rot.expt"] + keep + ["-floatfile", "first.bin", "-intfile", "first.img"]) == 0
+    assert "its scan has 3 images; this run simulates the first" in capsys.readouterr().err
+    assert cli.main(["-expt", "rot.expt"] + keep + ["-frames", "3", "-smv", "again"]) == 0
+    from nanobrag_torch.io.smv import read_smv
+    for k in range(1, 4):
+        names = sorted(p.name for p in tmp_path.glob(f"*{k:05d}*"))
+        assert len(names) == 2, names
+        a, b = (np.asarray(read_smv(tmp_path / n).data) for n in names)
+        assert np.array_equal(a, b)

@@ -112,6 +112,10 @@ def run(argv, out=None):
     v = load_settings(argv, say)
     check_outputs(v)
     sim = setup.build(v, say)  # checks the mask size too
+    if v.expt is not None and v.expt.images > 1:
+        logging.getLogger(__package__).info(
+            f"{v.exptfile}: its scan has {v.expt.images} images; this run simulates the first "
+            f"(-frames {v.expt.images} with -smv/-cbf/-nexus renders the series)")
     if v.trace_pixel is not None:
         from .trace import trace_pixel
         trace_pixel(sim, v, *v.trace_pixel, say=say)

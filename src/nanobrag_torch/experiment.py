@@ -8,6 +8,7 @@ centre and distance that this frame implies are filled in too, so that an overri
 Writing: `experiment_from_settings` describes what a run simulated (after set-up).
 """
 from .io.expt import Experiment, Panel
+from .settings import RTD
 
 
 def _dot(a, b):
@@ -160,3 +161,44 @@ def panel_header_fields(v, det):
         p.detsize_s = p.pixel_size * v.spixels
         out.append(header_fields(p))
     return out
+
+
+def dataset_experiments(base, plan):
+    """The experiments of a dataset (datasets.plan.FramePlan over the base arguments): a rotation
+    series is one experiment whose scan has one image per frame; serial stills are one experiment
+    per still, each with its own crystal orientation (and no goniometer or scan)."""
+    import copy
+    import tempfile
+
+    from .cli import load_settings
+    from .setup import build, crystal_vectors
+
+    def quiet(text):
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="nanobragg-expt-") as folder:
+        v = load_settings(list(base) + plan.frame_args(plan.frame(0), folder), quiet)
+        v.dumpfile = folder + "/Fdump.bin"
+        sim = build(v, quiet)
+    panels = panels_from_detector(sim.detector, v) if getattr(sim.detector, "n_panels", 1) > 1 else None
+    if plan.kind == "rotation":
+        exp = experiment_from_settings(v, panels)
+        exp.spindle, exp.phi0, exp.osc, exp.images = list(v.spindle), plan.phi_deg / RTD, plan.osc_deg / RTD, plan.count
+        return [exp]
+    out = []
+    for frame in plan:
+        still = copy.copy(v)
+        still.misset = [1.0, *(a / RTD for a in frame.misset_deg)]
+        crystal_vectors(still, quiet)
+        exp = experiment_from_settings(still, panels)
+        exp.spindle = exp.phi0 = exp.osc = None
+        out.append(exp)
+    return out
+
+
+def write_dataset_expt(path, base, plan, say):
+    from .io.expt import write_expt
+
+    experiments = dataset_experiments(base, plan)
+    say(f"writing {path} (DIALS experiment list, {len(experiments)} experiment(s))")
+    write_expt(path, experiments)

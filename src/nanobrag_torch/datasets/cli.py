@@ -122,8 +122,19 @@ def run(argv, out=None) -> int:
         raise UsageError("a dataset needs an output: -nexus FILE.nxs, -cbf PREFIX or -smv PREFIX")
     if cluster:
         from .distributed import render_distributed
-        return render_distributed(base, plan, sinks, opts, argv, say)
-    return render_dataset(base, plan, sinks, opts, say)
+        code = render_distributed(base, plan, sinks, opts, argv, say)
+    else:
+        code = render_dataset(base, plan, sinks, opts, say)
+    expt = _last_value_text(base, "-write_expt")
+    if code == 0 and expt is not None:  # the true geometry of every frame, once all are written
+        from ..experiment import write_dataset_expt
+        write_dataset_expt(expt, base, plan, say)
+    return code
+
+
+def _last_value_text(argv, option):
+    values = [argv[i + 1] for i, tok in enumerate(argv[:-1]) if tok == option]
+    return values[-1] if values else None
 
 
 def make_sinks(opts, plan, argv) -> list:

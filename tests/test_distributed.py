@@ -206,3 +206,21 @@ def test_workers_without_dask_say_how_to_install_it(tmp_path, monkeypatch, capsy
     assert cli.main(series(["-smv", "x", "-workers", "2"])) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install 'nanobrag_torch[distributed]'" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("count", [1, 7, 256, 257, 1000, 100_000])
+def test_chunks_cover_every_frame_once(count):
+    from nanobrag_torch.datasets.distributed import chunk_ranges
+
+    ranges = chunk_ranges(count)
+    assert [n for n, _, _ in ranges] == list(range(len(ranges)))
+    assert [f for _, a, b in ranges for f in range(a, b)] == list(range(count))
+    assert max(b - a for _, a, b in ranges) <= 100 and len(ranges) <= max(256, count // 100 + 1)
+
+
+def test_recorded_command_leaves_out_how_it_was_run():
+    """-resume with another -workers count, or on a -scheduler, continues the same dataset."""
+    from nanobrag_torch.datasets.distributed import frames_command
+
+    argv = ["-frames", "4", "-workers", "2", "-nexus", "a.nxs", "-resume", "-scheduler", "tcp://h:1", "-overwrite"]
+    assert frames_command(argv) == ["-frames", "4", "-nexus", "a.nxs"]

@@ -218,8 +218,6 @@ def _option_value(args, option):
 
 def render_distributed(base, plan: FramePlan, sinks, opts, argv, say) -> int:
     """A dataset rendered by Dask workers (the command line calls this for -workers / -scheduler)."""
-    from .cluster import cluster_client, run_chunks
-    from .nexus_chunks import stale_parts
     from .render import Renderer
     from .sheet import write_contact_sheet
 
@@ -233,32 +231,44 @@ def render_distributed(base, plan: FramePlan, sinks, opts, argv, say) -> int:
     todo = [c for c in chunks if c[0] not in done]
     # checks the input before any worker starts, and gives the master's header (on the CPU: the
     # workers may have accelerators that the client lacks)
-    renderer = Renderer(list(base) + ["-device", "cpu"], plan, say)
-    progress = None
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
-    manifests, retried, complete = [], 0, False
+    with Renderer(list(base) + ["-device", "cpu"], plan, say) as renderer:
+        manifests, retried, progress, stopped = _render_chunks(opts, job, todo, say, renderer.settings.progress,
+                                                               nexus)
+        report(say, plan, todo, manifests, retried, progress)
+        if stopped:
+            print(f"nanoBragg: interrupted; {len(manifests) + len(done)} of {len(chunks)} chunks are written; "
+                  "run the same command with -resume to continue", file=sys.stderr)
+            return 128 + stopped
+        if nexus is not None:
+            _write_master(sinks, renderer, done, manifests)
+    write_contact_sheet(sinks, plan)
+    return 0
+
+
+def _render_chunks(opts, job, todo, say, show_progress, nexus) -> tuple:
+    """(manifests, chunks retried, progress, the signal that stopped the run or 0)."""
+    from .cluster import cluster_client, run_chunks
+    from .nexus_chunks import stale_parts
+
+    stopped = {"signal": 0}
+
+    def interrupt(signum, frame):
+        stopped["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt) if _main_thread() else None
+    manifests, retried, progress = [], None, None
     try:
         with cluster_client(opts, job, say) as client:
-            retried, progress = run_chunks(client, job, todo, manifests, renderer.settings.progress)
-        complete = True
+            retried, progress = run_chunks(client, job, todo, manifests, show_progress)
     except KeyboardInterrupt:
-        pass
+        stopped["signal"] = stopped["signal"] or int(signal.SIGINT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         for part in stale_parts(nexus) if nexus else ():
             os.unlink(part)
-    report(say, plan, todo, manifests, retried, progress)
-    if not complete:
-        renderer.close()
-        print(f"nanoBragg: interrupted; {len(manifests) + len(done)} of {len(chunks)} chunks are written; "
-              "run the same command with -resume to continue", file=sys.stderr)
-        return 130
-    if nexus is not None:
-        _write_master(sinks, renderer, done, manifests)
-    renderer.close()
-    write_contact_sheet(sinks, plan)
-    return 0
+    return manifests, retried, progress, int(stopped["signal"])
 
 
 def _check_chunk_files(nexus, opts) -> None:
@@ -291,10 +301,6 @@ def report(say, plan, todo, manifests, retried, progress) -> None:
     say(f"wrote {frames} frames of {plan.count} in {len(manifests)} of {len(todo)} chunks on {workers} worker "
         f"process(es) ({progress.rate() if progress else 0.0:.2f} frames/s); chunks retried after a lost worker: {again}; "
         f"peak memory per worker {peak:.0f} MiB")
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _main_thread() -> bool:

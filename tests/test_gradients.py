@@ -196,6 +196,7 @@ def test_every_parameter_is_checked():
     covered = {n for kw, names, _ in FAMILIES.values() for n in names}
     covered |= {"Fclose", "Sclose", "close_distance", "source_directions", "source_weights", "water_size", "Fhkl",
                 "default_F"}
+    covered |= {"panel_shifts", "panel_rotations"}  # gradcheck through the API in tests/test_panels.py
     assert covered == set(SPECS)
 
 

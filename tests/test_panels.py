@@ -139,3 +139,34 @@ def test_panel_offsets_and_rotations_gradcheck():
     assert torch.autograd.gradcheck(image, (shift, rot), eps=1e-3, atol=1e-6, rtol=1e-4)
     image(shift, rot).sum().backward()
     assert shift.grad.abs().sum() > 0 and rot.grad.abs().sum() > 0
+
+
+def test_panel_parameters_through_the_api():
+    sim = small_panels(None, None)
+    assert {"panel_shifts", "panel_rotations"} <= set(nb.available_parameters(sim))
+    assert "distance" not in nb.available_parameters(sim)
+    p = nb.parameters(sim, "panel_shifts", "panel_rotations")
+    assert p["panel_shifts"].shape == (2, 3) and not p["panel_shifts"].any()
+    with torch.no_grad():
+        p["panel_shifts"][1, 2] = 0.003  # mm
+        p["panel_rotations"][0, 2] = 0.02  # degrees
+    image = sim.run()
+    image.sum().backward()
+    assert p["panel_shifts"].grad.abs().sum() > 0 and p["panel_rotations"].grad.abs().sum() > 0
+
+    def through_api(shift, rot):
+        p["panel_shifts"], p["panel_rotations"] = shift, rot
+        return sim.run()
+
+    start = (p["panel_shifts"].detach().clone().requires_grad_(True),
+             p["panel_rotations"].detach().clone().requires_grad_(True))
+    assert torch.autograd.gradcheck(through_api, start, eps=1e-6, atol=1e-6, rtol=1e-4)
+    moved = small_panels(torch.tensor([[0, 0, 0], [0, 0, 3e-6]], dtype=torch.float64),
+                         torch.deg2rad(torch.tensor([[0, 0, 0.02], [0, 0, 0]], dtype=torch.float64)))
+    with torch.no_grad():
+        assert torch.allclose(image.detach(), moved.run(), rtol=1e-12, atol=0)
+    nb.release(sim)
+    assert not sim.detector.shifts.requires_grad
+    assert small_panels(None, None).detector.pivot == "panels"
+    one = nb.from_args(words("-cell 50 50 50 90 90 90 -default_F 1 -detpixels 8"))
+    assert "panel_shifts" not in nb.available_parameters(one)

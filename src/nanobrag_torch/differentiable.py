@@ -208,6 +208,27 @@ def _depth_write(sim, v, ctx):
     sim.detector.mu = 1.0 / (v * 1e-6)
 
 
+# ---- several panels (geometry/panels.py) --------------------------------------------------------
+
+def _panels_check(sim):
+    return None if getattr(sim.detector, "n_panels", 1) > 1 else "needs a multi-panel detector (PanelDetector)"
+
+
+def _panel_initial(attr, deg=False):
+    def initial(sim, ctx):
+        d = sim.detector
+        value = getattr(d, attr)
+        if value is None:
+            return torch.zeros(d.n_panels, 3, dtype=torch.float64, device=d.device)
+        return torch.rad2deg(_f64(value, sim)) if deg else _f64(value, sim) / 1e-3
+    return initial
+
+
+# values that place a one-panel detector as a whole; several panels move with panel_shifts/_rotations
+ONE_PANEL = {"distance", "close_distance", "Fbeam", "Sbeam", "Fclose", "Sclose", "rotx", "roty", "rotz", "twotheta",
+             "pixel_size", "thickness", "attenuation_depth"}
+
+
 # ---- beam ----------------------------------------------------------------------------------
 
 def _spectrum_context(sim, ctx):
@@ -349,6 +370,11 @@ SPECS = {
                  _setter("detector", "rotz", deg=True)),
     "twotheta": Spec("degrees", "detector two-theta swing", _getter("detector", "twotheta", deg=True),
                      _setter("detector", "twotheta", deg=True)),
+    "panel_shifts": Spec("mm", "(panels, 3) offset of each panel along the lab axes", _panel_initial("shifts"),
+                         _setter("detector", "shifts", 1e-3), check=_panels_check),
+    "panel_rotations": Spec("degrees", "(panels, 3) turn of each panel about its own fast, slow and normal axes "
+                            "through its centre", _panel_initial("rotations", deg=True),
+                            _setter("detector", "rotations", deg=True), check=_panels_check),
     "pixel_size": Spec("mm", "pixel size", _getter("detector", "pixel_size", 1e-3),
                        _setter("detector", "pixel_size", 1e-3)),
     "thickness": Spec("um", "sensor thickness (layer spacing scales with it)", _thickness_initial, _noop, "layers",
@@ -401,6 +427,8 @@ def applicable(sim, name):
     """None when `name` can be made differentiable for `sim`, else the reason it cannot."""
     if name not in SPECS:
         return f"unknown parameter {name!r}; known: {', '.join(SPECS)}"
+    if name in ONE_PANEL and getattr(sim.detector, "n_panels", 1) > 1:
+        return "places a one-panel detector (several panels: panel_shifts, panel_rotations)"
     check = SPECS[name].check
     return check(sim) if check else None
 

@@ -52,7 +52,20 @@ WORKLOADS = {
            "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 200 -detpixels 3072 "
            "-pixel 0.05"),
 }
-FIXTURES = {"tri.hkl": "fixtures/tri.hkl"}
+GOLDEN_AUX = Path(os.environ.get("NB_GOLDEN_AUX_DIR", GOLDEN.parent / "golden_aux"))
+# the companion programs (nonBragg, noisify) against their C builds: (description, program, arguments)
+COMPANIONS = {
+    "N1": ("nonBragg: 1024^2 water, oversampled",
+           "nonBragg", ("-stol water.stol -lambda 1 -distance 100 -detpixels 1024 -pixel 0.1 -thick 0.01 "
+                        "-fluence 1e22 -oversample 2 -seed 1 -nopgm -noprogress")),
+    "N2": ("noisify: 1024^2, Gaussian PSF",
+           "noisify", ("-floatfile water1024.bin -detpixels 1024 -pixel 0.1 -distance 100 -psf gauss "
+                       "-psf_fwhm 150 -readout_noise 2 -seed 1 -nopgm")),
+}
+COMPANION_MODULES = {"nonBragg": "nanobrag_torch.nonbragg", "noisify": "nanobrag_torch.noisify"}
+# noisify's input: nonBragg's water image of N1 (made once per run by our nonBragg, not timed)
+GENERATED = {"water1024.bin": COMPANIONS["N1"][2].replace("-oversample 2", "") + " -nonoise -floatfile water1024.bin"}
+FIXTURES = {"tri.hkl": GOLDEN / "fixtures/tri.hkl", "water.stol": GOLDEN_AUX / "fixtures/water.stol"}
 FLOAT_IMAGE = "floatimage.bin"  # both programs' default -floatfile
 
 # Peak memory: ru_maxrss of a child also counts the address space it was forked from (Linux keeps
@@ -217,30 +230,49 @@ def summarize(runs):
             "peak_rss_kb": max(rss) if rss else None}
 
 
-def prepare(folder):
+def prepare(folder, wl=(), env=None):
     folder.mkdir(parents=True)
-    for name, rel in FIXTURES.items():
-        src = GOLDEN / rel
+    for name, src in FIXTURES.items():
         if src.exists():
             shutil.copy(src, folder / name)
+    for name, command in GENERATED.items():
+        if name in wl:
+            subprocess.run(_companion_cmd("nonBragg") + shlex.split(command), cwd=folder, env=env,
+                           capture_output=True, timeout=1800, check=True)
     return folder
 
 
+def _companion_cmd(program):
+    return [sys.executable, "-c", f"from {COMPANION_MODULES[program]} import entry; entry()"]
+
+
+def workload_args(name):
+    """(description, argument text, program) of a workload."""
+    if name in COMPANIONS:
+        description, program, text = COMPANIONS[name]
+        return description, text, program
+    return WORKLOADS[name][0], WORKLOADS[name][1] + " " + COMMON, "nanoBragg"
+
+
 def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
-    args_text = WORKLOADS[name][1] + " " + COMMON
+    description, args_text, program = workload_args(name)
     wl = shlex.split(args_text)
-    need = [f for f in FIXTURES if f in wl]
-    missing = [f for f in need if not (GOLDEN / FIXTURES[f]).exists()]
+    if program != "nanoBragg":
+        py_cmd = _companion_cmd(program) + shlex.split(args.py_args)
+        c_bin = args.nonbragg_bin if program == "nonBragg" else args.noisify_bin
+        c_cmd = [str(Path(c_bin).resolve())] if c_bin else None
+    need = [f for f in FIXTURES if f in wl or (f == "water.stol" and any(g in wl for g in GENERATED))]
+    missing = [f for f in need if not FIXTURES[f].exists()]
     if missing:
-        print(f"{name}: skipped, missing fixture(s) {missing} under {GOLDEN}", file=sys.stderr)
+        print(f"{name}: skipped, missing fixture(s) {[str(FIXTURES[f]) for f in missing]}", file=sys.stderr)
         return {"skipped": f"missing fixtures {missing}"}
     base = Path(tmp) / name
     if not args.reuse_cache:
         # a private, empty kernel cache: the first run is a true cold start (it compiles)
         env_py = dict(env_py, NANOBRAGG_CACHE=str(base / "kernel-cache"))
-    sides = {"ours": (prepare(base / "ours"), py_cmd + wl, env_py)}
+    sides = {"ours": (prepare(base / "ours", wl, env_py), py_cmd + wl, env_py)}
     if c_cmd:
-        sides["c"] = (prepare(base / "c"), c_cmd + wl, env_c)
+        sides["c"] = (prepare(base / "c", wl, env_py), c_cmd + wl, env_c)
     runs = {side: [] for side in sides}
     for i in range(args.repeats):
         for side, (folder, cmd, env) in sides.items():  # alternate A/B so drifts hit both
@@ -252,11 +284,13 @@ def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
             if rc != 0:
                 msg += f"  FAILED (exit {rc}); log tail:\n" + _tail(folder / f"run{i}.log")
             print(msg, file=sys.stderr, flush=True)
-    result = {"description": WORKLOADS[name][0], "args": args_text}
+    result = {"description": description, "program": program, "args": args_text}
     for side in sides:
         result[side] = summarize(runs[side])
-    if args.render_time:
-        result["ours"]["render"] = render_time(sides["ours"][0], py_cmd, wl, env_py, args)
+    if args.render_time or program != "nanoBragg":  # the companions' criterion is the in-process time
+        script = "render_time.py" if program == "nanoBragg" else "companion_time.py"
+        extra = [] if program == "nanoBragg" else ["--program", program]
+        result["ours"]["render"] = render_time(sides["ours"][0], py_cmd, extra + wl, env_py, args, script)
     if "c" in sides:
         ours, c = result["ours"], result["c"]["median_s"]
         o = ours["warm_s"] if ours["warm_s"] is not None else ours["median_s"]  # the target is warm
@@ -271,10 +305,16 @@ def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
     return result
 
 
-def render_time(folder, py_cmd, wl, env, args):
-    """render_time.py in ours' folder (its kernel cache is warm by now): the in-process render alone."""
+def render_time(folder, py_cmd, wl, env, args, script="render_time.py"):
+    """render_time.py (companion_time.py for nonBragg/noisify) in ours' folder (its kernel cache is warm
+    by now): the in-process time, without interpreter start-up."""
     extra = shlex.split(args.py_args)
-    cmd = [sys.executable, str(HERE / "render_time.py"), "--repeats", str(max(args.repeats, 3)), "--"] + extra + wl
+    if script != "render_time.py":  # '--program NAME' goes before the '--'
+        head, wl = wl[:2], wl[2:]
+        extra = head + ["--"] + extra
+    else:
+        extra = ["--"] + extra
+    cmd = [sys.executable, str(HERE / script), "--repeats", str(max(args.repeats, 3))] + extra + wl
     try:
         done = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -412,6 +452,10 @@ def parse_args(argv):
     p.add_argument("--only", help="comma-separated workloads, e.g. W1,W3")
     p.add_argument("--c-bin", default=os.environ.get("NB_C_BIN"),
                    help="nanoBragg.c build to compare with (default $NB_C_BIN; none: ours only)")
+    p.add_argument("--nonbragg-bin", default=os.environ.get("NB_NONBRAGG_BIN"),
+                   help="nonBragg.c build for workload N1 (default $NB_NONBRAGG_BIN)")
+    p.add_argument("--noisify-bin", default=os.environ.get("NB_NOISIFY_BIN"),
+                   help="noisify.c build for workload N2 (default $NB_NOISIFY_BIN)")
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS for both programs (default: all cores)")
     p.add_argument("--py-args", default="", help='extra arguments for ours, e.g. "-dtype float32 -nthreads 2"')
     p.add_argument("--reuse-cache", action="store_true",
@@ -430,13 +474,14 @@ def parse_args(argv):
         args.repeats = 1
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
-    known = list(WORKLOADS) + list(DISTRIBUTED)
+    known = list(WORKLOADS) + list(DISTRIBUTED) + list(COMPANIONS)
     args.names = known if not args.only else [w.strip().upper() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in args.names if w not in known]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {known}")
-    if args.c_bin and not os.access(args.c_bin, os.X_OK):
-        p.error(f"C binary {args.c_bin} is not an executable file")
+    for c_bin in (args.c_bin, args.nonbragg_bin, args.noisify_bin):
+        if c_bin and not os.access(c_bin, os.X_OK):
+            p.error(f"C binary {c_bin} is not an executable file")
     return args
 
 
@@ -470,6 +515,7 @@ def main(argv=None):
                     "ours_nthreads": _nthreads(py_extra)},
         "ours_cmd": py_cmd,
         "c_bin": c_cmd[0] if c_cmd else None,
+        "nonbragg_c_bin": args.nonbragg_bin, "noisify_c_bin": args.noisify_bin,
         "repeats": args.repeats,
         "rss_method": runner.method,
         "loadavg_start": _loadavg(),

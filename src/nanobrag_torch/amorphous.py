@@ -7,9 +7,10 @@ Vectorized over pixel chunks x sub-pixels x sources; differentiable in every con
 """
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .geometry.vectors import dot, unitize
+from .geometry.vectors import unitize
 from .physics import polarization_factor
 
 R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2)
@@ -42,20 +43,44 @@ class StolTable:
         return int(self.stol.numel())
 
     def interpolate(self, stol):
-        """F at `stol` (any shape): cubic through the four table points around it, written as the
-        C's polint (same products, same order)."""
+        """F at `stol` (any shape): the cubic through the four table points around it (the C's
+        polint), evaluated from per-interval polynomial coefficients (one gather, three
+        multiply-adds); differentiable in stol and in the table's F values."""
+        anchor, basis = self._basis()
+        coefficients = torch.einsum("nij,nj->ni", basis, self._windows(self.F))  # (n, 4): t^0..t^3
         n = self.stol.numel()
-        nearest = torch.searchsorted(self.stol, stol.detach().contiguous(), right=True) - 1
-        nearest = nearest.clamp(1, n - 3)
-        xa = [self.stol[nearest + k - 1] for k in range(4)]
-        ya = [self.F[nearest + k - 1] for k in range(4)]
-        total = 0.0
-        for i in range(4):
-            others = [j for j in range(4) if j != i]
-            num = (stol - xa[others[0]]) * (stol - xa[others[1]]) * (stol - xa[others[2]]) * ya[i]
-            den = (xa[i] - xa[others[0]]) * (xa[i] - xa[others[1]]) * (xa[i] - xa[others[2]])
-            total = total + num / den
-        return total
+        nearest = (torch.searchsorted(self.stol, stol.detach().contiguous(), right=True) - 1).clamp(1, n - 3)
+        c = coefficients[nearest]
+        t = stol - anchor[nearest]
+        return ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
+
+    def _windows(self, values):
+        """(n, 4) values at points m-1 .. m+2 for each interval start m (rows 0 and n-2.. unused)."""
+        idx = (torch.arange(self.stol.numel(), device=values.device).clamp(1, self.stol.numel() - 3)[:, None]
+               + torch.arange(-1, 3, device=values.device))
+        return values[idx]
+
+    def _basis(self):
+        """Per interval: an anchor (a real table point) and the (4 x 4) matrix taking the four F
+        values to polynomial coefficients in t = stol - anchor (Lagrange basis, expanded)."""
+        if getattr(self, "_cached", None) is None:
+            x = self._windows(self.stol.detach()).to("cpu", torch.float64).numpy()
+            n = x.shape[0]
+            anchor = np.where(np.arange(n) <= 1, x[:, 2], x[:, 1])  # interval 1 starts at a far point
+            u = x - anchor[:, None]
+            basis = np.zeros((n, 4, 4))
+            for i in range(4):
+                poly = np.ones((n, 1))
+                den = np.ones(n)
+                for j in range(4):
+                    if j != i:
+                        poly = np.concatenate([-u[:, j:j + 1] * poly, np.zeros((n, 1))], 1) \
+                            + np.concatenate([np.zeros((n, 1)), poly], 1)
+                        den = den * (x[:, i] - x[:, j])
+                basis[:, :, i] = poly / den[:, None]
+            self._cached = tuple(torch.as_tensor(a, dtype=self.stol.dtype, device=self.stol.device)
+                                 for a in (anchor, basis))
+        return self._cached
 
 
 def molecule_count(thick_m, height_m, width_m, density_g_m3, molecular_weight, molecules=0.0):
@@ -75,27 +100,51 @@ class AmorphousSample:
     molecules: object
 
 
+def _subpixel_rays(detector, geo, fast, slow):
+    """(x, y, z) components (n, layers*O*O) of the sample-to-sub-pixel vectors and their length."""
+    if detector.curved or detector.thicksteps > 1:
+        comps = detector.positions(geo, fast, slow).flatten(1, 2).unbind(-1)
+    else:  # flat, one layer: the same positions without the (n, O*O, 3) temporaries
+        ps, o = detector.t(detector.pixel_size), detector.oversample
+        fd = detector.subpixel_offsets(fast, ps)[:, None, :].expand(-1, o, -1).reshape(-1, o * o)
+        sd = detector.subpixel_offsets(slow, ps)[:, :, None].expand(-1, -1, o).reshape(-1, o * o)
+        f, s, p0 = geo["fdet"], geo["sdet"], geo["pix0"]
+        comps = [fd * f[k] + sd * s[k] + p0[k] for k in range(3)]
+    x, y, z = comps
+    return comps, torch.sqrt(x * x + y * y + z * z)
+
+
+def _safe_sqrt(u):
+    positive = u > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, u, torch.ones_like(u))), torch.zeros_like(u))
+
+
 def background_terms(detector, geo, fast, slow, incident, wavelengths, intensities, table,
                      polar_axis, kahn, nopolar):
     """Sum over sub-pixels and sources of sign F^2 polar omega I for pixels (slow[i], fast[i])."""
-    pos = detector.positions(geo, fast, slow)  # (n, layers, O*O, 3)
-    diffracted, airpath = unitize(pos)
+    (x, y, z), airpath = _subpixel_rays(detector, geo, fast, slow)
     ps = detector.t(detector.pixel_size)
     if detector.point_pixel:
-        omega = 1.0 / airpath / airpath
+        omega = 1.0 / (airpath * airpath)
     else:
-        omega = ps * ps / airpath / airpath * geo["close_distance"] / airpath
-    d = diffracted.unsqueeze(-2)  # (..., 1, 3) against sources (S, 3)
-    scattering = (d - incident) / wavelengths.unsqueeze(-1)
-    stol = 0.5 * torch.sqrt(dot(scattering, scattering))
+        omega = ps * ps * geo["close_distance"] / (airpath * airpath * airpath)
+    inv = (1.0 / airpath).unsqueeze(-1)
+    # d.i for unit d, i; |d - i|^2 = 2 - 2 d.i, so stol = |d - i| / (2 lambda)
+    cos2t = (x.unsqueeze(-1) * incident[:, 0] + y.unsqueeze(-1) * incident[:, 1]
+             + z.unsqueeze(-1) * incident[:, 2]) * inv
+    stol = _safe_sqrt(2.0 - 2.0 * cos2t) * (0.5 / wavelengths)
     F = table.interpolate(stol)
-    signed = torch.where(F < 0, -F * F, F * F)
+    signed = F * F.abs()
     if nopolar:
         polar = 1.0
+    elif isinstance(kahn, (int, float)) and kahn == 0.0:
+        polar = 0.5 * (1.0 + cos2t * cos2t)
     else:
-        polar = polarization_factor(kahn, incident.expand_as(scattering), d.expand_as(scattering), polar_axis)
-    terms = signed * polar * omega.unsqueeze(-1) * intensities
-    return terms.sum(dim=(-1, -2, -3)), omega.sum()
+        d = torch.stack((x, y, z), -1) * inv
+        polar = polarization_factor(kahn, incident.expand(*cos2t.shape, 3), d.unsqueeze(-2).expand(*cos2t.shape, 3),
+                                    polar_axis)
+    terms = signed * polar * intensities
+    return (terms.sum(-1) * omega).sum(-1), omega.sum()
 
 
 def render_background(detector, sources, intensities, wavelengths, sample, fluence, kahn=0.0,

@@ -170,3 +170,15 @@ def test_panel_parameters_through_the_api():
     assert small_panels(None, None).detector.pivot == "panels"
     one = nb.from_args(words("-cell 50 50 50 90 90 90 -default_F 1 -detpixels 8"))
     assert "panel_shifts" not in nb.available_parameters(one)
+
+
+def test_datasets_refuse_several_panels_but_single_frames_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    two_panel_expt(tmp_path)
+    assert cli.main(["-expt", "AB.expt"] + KEEP + ["-frames", "2", "-osc", "0.1", "-smv", "ser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset outputs take a one-panel detector" in err[0]
+    assert not list(tmp_path.glob("ser*"))
+    assert cli.main(["-expt", "AB.expt"] + KEEP + ["-frames", "2", "-osc", "0.1", "-frame", "1",
+                                                 "-floatfile", "f1.bin", "-intfile", "f1.img"]) == 0
+    assert (tmp_path / "f1_p00.img").exists() and (tmp_path / "f1_p01.img").exists()

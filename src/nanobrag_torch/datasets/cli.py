@@ -112,6 +112,7 @@ def run(argv, out=None) -> int:
         from ..cli import run as single_run
         with tempfile.TemporaryDirectory(prefix="nanobragg-frame-") as folder:
             return single_run(base + plan.frame_args(plan.frame(int(opts["frame"][0])), folder), out)
+    _one_panel_only(base)
     if "export_c" in opts:
         from .export import export_c
         export_c(opts["export_c"][0], base, plan, say, overwrite="overwrite" in opts)
@@ -135,6 +136,17 @@ def run(argv, out=None) -> int:
 def _last_value_text(argv, option):
     values = [argv[i + 1] for i, tok in enumerate(argv[:-1]) if tok == option]
     return values[-1] if values else None
+
+
+def _one_panel_only(base) -> None:
+    """Dataset outputs hold one panel per frame so far; a multi-panel -expt detector renders its
+    frames one at a time (-frame K, one file per panel)."""
+    from ..cli import load_settings
+
+    v = load_settings(base, lambda text: None)
+    if v.expt_panels and len(v.expt_panels) > 1:
+        raise UsageError(f"{v.exptfile}: {len(v.expt_panels)} panels; dataset outputs take a one-panel detector "
+                         "so far (render frames one at a time with -frame K, which writes one file per panel)")
 
 
 def make_sinks(opts, plan, argv) -> list:

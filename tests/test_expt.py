@@ -299,3 +299,20 @@ def test_a_scan_of_several_images_renders_as_a_series(tmp_path, monkeypatch, cap
         assert len(names) == 2, names
         a, b = (np.asarray(read_smv(tmp_path / n).data) for n in names)
         assert np.array_equal(a, b)
+
+
+def test_hierarchy_file_renders_like_its_flat_panels(tmp_path, monkeypatch):
+    # the hierarchy of test_hierarchy_is_composed_by_hand, and each panel alone in the lab frame
+    q0 = group([10.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [{"panel": 0}])
+    root = group([0.0, 0.0, -100.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [q0, {"panel": 1}])
+    det = {"hierarchy": root, "panels": [panel([0.0, 5.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]),
+                                         panel([5.0, 5.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])]}
+    write(tmp_path, document(det), "tree.expt")
+    write(tmp_path, document({"panels": [panel([-10.0, 5.0, -101.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0])]}), "p0.expt")
+    write(tmp_path, document({"panels": [panel([-5.0, 5.0, -100.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0])]}), "p1.expt")
+    monkeypatch.chdir(tmp_path)
+    for name in ("tree", "p0", "p1"):
+        run(["-expt", f"{name}.expt", "-default_F", "100", "-N", "5"] + _outputs(f"{name}.bin"))
+    tree, p0, p1 = floats("tree.bin"), floats("p0.bin"), floats("p1.bin")
+    assert p0.max() > 0 and p1.max() > 0
+    assert np.array_equal(tree, np.concatenate((p0, p1)))

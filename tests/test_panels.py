@@ -182,3 +182,29 @@ def test_datasets_refuse_several_panels_but_single_frames_work(tmp_path, monkeyp
     assert cli.main(["-expt", "AB.expt"] + KEEP + ["-frames", "2", "-osc", "0.1", "-frame", "1",
                                                  "-floatfile", "f1.bin", "-intfile", "f1.img"]) == 0
     assert (tmp_path / "f1_p00.img").exists() and (tmp_path / "f1_p01.img").exists()
+
+
+def test_four_panels_tiling_one_panel_give_its_image(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = words("-cell 70 80 90 75 85 95 -misset 10 20 30 -default_F 100 -N 5 -lambda 1.0 -pixel 0.1 "
+                 "-nonoise -nopgm -noprogress -detector_rotx 4 -twotheta 6")
+    run(base + ["-distance", "60", "-detpixels", "64", "-floatfile", "one.bin", "-intfile", "one.img",
+                "-write_expt", "one.expt"])
+    doc = json.loads((tmp_path / "one.expt").read_text())
+    p = doc["detector"][0]["panels"][0]
+    quads = []
+    for row in range(2):
+        for col in range(2):
+            q = json.loads(json.dumps(p))
+            q["image_size"] = [32, 32]
+            q["origin"] = [p["origin"][i] + 3.2 * col * p["fast_axis"][i] + 3.2 * row * p["slow_axis"][i]
+                           for i in range(3)]
+            quads.append(q)
+    doc["detector"][0]["panels"] = quads
+    doc["detector"][0]["hierarchy"]["children"] = [{"panel": i} for i in range(4)]
+    (tmp_path / "four.expt").write_text(json.dumps(doc))
+    run(["-expt", "four.expt"] + words("-default_F 100 -N 5 -nonoise -nopgm -noprogress -floatfile four.bin "
+                                       "-intfile four.img"))
+    one, four = floats("one.bin", (64, 64)), floats("four.bin", (4, 32, 32))
+    tiled = np.block([[four[0], four[1]], [four[2], four[3]]])
+    assert one.max() > 0 and np.abs(tiled - one).max() <= 1e-7 * one.max()

@@ -18,6 +18,7 @@ FIBER_G_PER_FWHM = 0.652383013252053  # fiber PSF g = fwhm / (2 sqrt(2^(2/3) - 1
 PHOTON_LOSS_FACTOR = 10.0  # the auto radius keeps what falls outside below sqrt(I)/10 photons
 LOG16 = math.log(16.0)
 DIRECT_MAX_RADIUS = 12  # larger kernels are applied by FFT
+DIRECT_MAX_TAPS = 450  # kernels with more taps are applied by FFT, one per distinct radius
 
 
 @dataclass
@@ -137,22 +138,52 @@ def apply_psf(image, kind, fwhm_px, radius=0, say=None, c_rounding=False):
     lit = torch.as_tensor(values > 0.0, device=image.device)
     r_t = torch.as_tensor(radii, dtype=image.dtype, device=image.device)
     lost = torch.where(lit, _lost_photons(kind, image, r_t, fwhm), torch.zeros_like(image)).sum()
-    ext = image.new_zeros(h + 1, w + 1)
-    for r in np.unique(radii[values > 0.0]).tolist():
-        part = torch.where(lit & torch.as_tensor(radii == r, device=image.device), image, torch.zeros_like(image))
-        c = kernel_radius
-        full = _full_convolution(part, kernel[c - r:c + r + 1, c - r:c + r + 1] * _disk(r, image))
-        ext = ext + full[r:r + h + 1, r:r + w + 1]
-    # ext[y, x] lands at y * W + x: x == W wraps to the next row; the last spill is dropped
-    flat = torch.zeros(h * w + w + 1, dtype=image.dtype, device=image.device)
-    ys, xs = torch.meshgrid(torch.arange(h + 1, device=image.device), torch.arange(w + 1, device=image.device),
-                            indexing="ij")
-    flat = flat.index_add(0, (ys * w + xs).reshape(-1), ext.reshape(-1))
+    weights = torch.as_tensor(np.where(values > 0.0, radii, -1), device=image.device)
+    if int((kernel != 0).sum()) <= DIRECT_MAX_TAPS:
+        ext = _spread_by_taps(image, weights, kernel)
+    else:
+        ext = _spread_by_fft(image, weights, kernel, radii[values > 0.0])
+    # ext[y, x] lands at y * W + x: x == W wraps to the next row's start; the last spill is dropped
+    wrapped = torch.nn.functional.pad(ext[:h - 1, w:w + 1], (0, w - 1, 1, 0))
+    out = ext[:h, :w] + wrapped
     say("adding back %g lost photons" % float(lost))
-    out = flat[:h * w].reshape(h, w)
     if c_rounding:
         out = out.to(torch.float32).to(image.dtype)
     return out + lost / (h * w)
+
+
+def _spread_by_taps(image, radii, kernel):
+    """(H+1, W+1) image of every pixel spread over its disk (radius radii[y, x]; -1: nothing),
+    on the grid x in [0, W], y in [0, H]: one shifted multiply-add per kernel tap, the tap at
+    distance d taking the pixels whose radius is at least d."""
+    h, w = image.shape
+    big = kernel.shape[0] // 2
+    levels = [torch.nn.functional.pad(torch.where(radii >= level, image, torch.zeros_like(image)),
+                                      (big, big + 1, big, big + 1)) for level in range(big + 1)]
+    grad = image.requires_grad or kernel.requires_grad
+    ext = image.new_zeros(h + 1, w + 1)
+    taps = torch.nonzero(kernel.detach() != 0).tolist()
+    for i, j in taps:
+        dy, dx = i - big, j - big
+        level = math.ceil(math.sqrt(dy * dy + dx * dx))
+        shifted = levels[level][big - dy:big - dy + h + 1, big - dx:big - dx + w + 1]
+        if grad:
+            ext = ext + kernel[i, j] * shifted
+        else:
+            ext.add_(shifted, alpha=float(kernel[i, j]))
+    return ext
+
+
+def _spread_by_fft(image, radii, kernel, lit_radii):
+    """As _spread_by_taps, for large kernels: one FFT convolution per distinct radius."""
+    h, w = image.shape
+    c = kernel.shape[0] // 2
+    ext = image.new_zeros(h + 1, w + 1)
+    for r in np.unique(lit_radii).tolist():
+        part = torch.where(radii == r, image, torch.zeros_like(image))
+        full = _full_convolution(part, kernel[c - r:c + r + 1, c - r:c + r + 1] * _disk(r, image))
+        ext = ext + full[r:r + h + 1, r:r + w + 1]
+    return ext
 
 
 def _disk(r, like):

@@ -1,5 +1,6 @@
 """Rotation series and stills in one run: frames equal the single runs they stand for."""
 import io
+import json
 
 import numpy as np
 import pytest
@@ -54,6 +55,9 @@ def test_smv_series_and_frame_option(work):
     names = sorted(p.name for p in work.glob("ser_*.img"))
     assert names == ["ser_00001.img", "ser_00002.img", "ser_00003.img"]
     assert (work / "ser.img.png").read_bytes().startswith(b"\x89PNG")
+    record = json.loads((work / "ser.img.json").read_text())
+    assert record["command_line"].startswith("nanoBragg -cell 70") and record["version"]
+    assert [f["seed"] for f in record["frames"]] == [7, 8, 9] and record["frames"][2]["file"] == "ser_00003.img"
     _, noise2 = single(BASE + ["-frames", "3", "-frame", "2"], work, "k")
     stored = read_smv(work / "ser_00003.img")
     np.testing.assert_array_equal(stored.data, noise2)

@@ -21,7 +21,10 @@ from .smv import frame_name
 
 # options whose value is an input file (matched exactly; their values are copied into DIR)
 INPUT_OPTIONS = ("-hkl", "-mat", "-matrix", "-sourcefile", "-img", "-mask", "-stol", "-4stol", "-Q")
-OWN_OPTIONS = ("-dtype", "-device", "-nthreads", "-trace_pixel", "--debug", "-debug", "-noprogress", "-progress")
+OWN_OPTIONS = ("-dtype", "-device", "-nthreads", "-trace_pixel", "--debug", "-debug", "-noprogress", "-progress",
+               "-write_expt")
+# our options that change the image: nanoBragg.c cannot be given the same frame
+NOT_FOR_C = ("-expt",)
 
 RUN_C = """#!/bin/sh
 # nanoBragg.c on every frame of this dataset: frame_NNNNN.bin (float image), frame_NNNNN.img (noise image)
@@ -39,6 +42,10 @@ done
 def portable_args(base, folder: str) -> list:
     """The base arguments for nanoBragg.c run in `folder`: input files copied there (by base name),
     our own options left out."""
+    refused = [tok for tok in base if tok in NOT_FOR_C]
+    if refused:
+        raise UsageError(f"option -export_c: {refused[0]} is not a nanoBragg.c option; give that geometry as "
+                         "nanoBragg options to export the frames")
     out, i = [], 0
     while i < len(base):
         tok = base[i]

@@ -72,7 +72,24 @@ class PerFrameFiles:
 
 
 class SMVSeries(PerFrameFiles):
-    """-smv PREFIX: PREFIX_00001.img ... (noise images; with -nonoise the scaled integer images)."""
+    """-smv PREFIX: PREFIX_00001.img ... (noise images; with -nonoise the scaled integer images).
+
+    SMV headers are nanoBragg's own, so the series' provenance (program version, command line, plan,
+    every frame's seed and arguments) goes beside them in PREFIX.img.json."""
+
+    def open(self, renderer, start: int) -> None:
+        import json
+        import shlex
+
+        from ..io.atomic import atomic_write_bytes
+        from .meta import program_version
+
+        frames = [{"file": os.path.basename(self.name(f.index)), "seed": f.seed, "args": shlex.join(f.args)}
+                  for f in self.plan]
+        record = {"program": "nanobrag_torch", "version": program_version(),
+                  "command_line": shlex.join(["nanoBragg", *self.argv]), "plan": self.plan.describe(),
+                  "frames": frames}
+        atomic_write_bytes(f"{self.prefix}.{self.ext}.json", (json.dumps(record, indent=1) + "\n").encode())
 
     def write(self, result) -> None:
         write_smv(self.name(result.frame.index), header_fields(result.settings), integer_image(result))

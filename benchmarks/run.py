@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dataset_workloads import DATASETS, bench_dataset  # noqa: E402  (D1, D2, beside this script)
 from distributed_workload import DISTRIBUTED, bench_distributed  # noqa: E402  (D2W, beside this script)
 
 HERE = Path(__file__).resolve().parent
@@ -474,7 +475,7 @@ def parse_args(argv):
         args.repeats = 1
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
-    known = list(WORKLOADS) + list(DISTRIBUTED) + list(COMPANIONS)
+    known = list(WORKLOADS) + list(DATASETS) + list(DISTRIBUTED) + list(COMPANIONS)
     args.names = known if not args.only else [w.strip().upper() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in args.names if w not in known]
     if unknown:
@@ -528,6 +529,9 @@ def main(argv=None):
         for name in args.names:
             if name in DISTRIBUTED:
                 res = bench_distributed(name, runner, args, py_cmd, env_py, tmp, prepare, summarize)
+            elif name in DATASETS:
+                res = bench_dataset(name, runner, args, py_cmd, c_cmd[0] if c_cmd else None, env_py, base_env, tmp,
+                                    prepare, summarize)
             else:
                 res = bench_workload(name, runner, args, py_cmd, c_cmd, env_py, base_env, tmp)
             record["workloads"][name] = res

@@ -85,3 +85,19 @@ def test_bad_dataset_options(work, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not list(work.glob("x*"))
+
+
+def test_background_and_detector_model_apply_per_frame(work):
+    """-background and noisify's detector model (-readout_noise, -psf) act on every frame as on a single run."""
+    x = np.linspace(0, 0.6, 40)
+    np.savetxt(work / "t.stol", np.stack([x, 2.5 + np.cos(9 * x)], 1))
+    extra = ["-background", "t.stol", "-background_thick", "0.05", "-readout_noise", "2", "-psf", "gauss"]
+    opts, base = split_args(BASE + extra + ["-frames", "3"])
+    plan = make_plan(base, opts)
+    with Renderer(base, plan) as renderer:
+        result = renderer.render(plan.frame(2))
+    photons, noise = single(BASE + extra + ["-phi", "0.2", "-seed", "9"], work, "bg")
+    np.testing.assert_array_equal(result.photons, photons)
+    np.testing.assert_array_equal(result.counts, noise)
+    plain = single(BASE + ["-phi", "0.2", "-seed", "9"], work, "plain")[0]
+    assert np.all(photons >= plain) and photons.sum() > 1.01 * plain.sum()  # the background is there

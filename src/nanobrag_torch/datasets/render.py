@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import rng
+from .. import background_noise, rng
 from ..cnum import atof
+from ..errors import UsageError
 from ..settings import RTD
 from .plan import Frame, FramePlan
 
@@ -62,7 +63,10 @@ class Renderer:
         self.settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
         if not write_fdump:
             self.settings.dumpfile = os.path.join(self.scratch(), "Fdump.bin")
+        if getattr(self.settings, "panel_count", 1) > 1:
+            raise UsageError("datasets: multi-panel detectors are not supported yet (one panel per frame)")
         self.sim = self.last_sim = build(self.settings, say)
+        self._background = None
         # per-shot crystal sizes are baked into the compiled kernel: one build per size would not pay
         shots = plan.shots.config.get("crystal", {}) if plan.shots is not None else {}
         self.compile_frames = plan.count if not {"N", "size_um"} & set(shots) else 1
@@ -82,11 +86,25 @@ class Renderer:
         self.last_sim = sim
         with torch.no_grad():
             image = sim.run(progress=self.progress)
-        photons = image.detach().to("cpu", torch.float32).numpy()
+        photons = self._with_background(v, sim, image.detach().to("cpu", torch.float32).numpy())
         counts, overloads = None, 0
         if v.calculate_noise:
-            counts, _, overloads = rng.noise_image(photons, v.seed, v.adc_offset, tuple(v.roi), table=table)
+            model = background_noise.noise_function(v)  # -psf, -readout_noise ...: noisify's detector model
+            if model is not None:
+                counts, _, overloads = model(photons)
+            else:
+                counts, _, overloads = rng.noise_image(photons, v.seed, v.adc_offset, tuple(v.roi), table=table)
         return FrameResult(frame, photons, counts, v, overloads)
+
+    def _with_background(self, v, sim, photons):
+        """-background: the amorphous background added as a single run adds it (made once per set-up)."""
+        if getattr(v, "background", None) is None:
+            return photons
+        if self._background is None or self._background[0] is not sim:
+            with torch.no_grad():
+                image = background_noise.background_image(v, sim).to("cpu", torch.float32).numpy()
+            self._background = (sim, image)
+        return (photons.astype(np.float32) + self._background[1]).astype(np.float32)
 
     def _rotation_frame(self, frame):
         """Only phi and the noise seed change: read exactly as the parser reads -phi and -seed."""

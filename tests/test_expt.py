@@ -248,8 +248,8 @@ def test_bad_files_are_one_line_errors(tmp_path, capsys, text, needle):
 @needs_golden
 def test_pix0_vector_note(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = CASES["custom_vectors"]["args"]
-    assert cli.main(list(args)) == 0
+    args = list(CASES["custom_vectors"]["args"]) + ["-detpixels", "32"]
+    assert cli.main(args) == 0
     assert "-pix0_vector has no effect" in capsys.readouterr().err
 
 
@@ -316,3 +316,19 @@ def test_hierarchy_file_renders_like_its_flat_panels(tmp_path, monkeypatch):
     tree, p0, p1 = floats("tree.bin"), floats("p0.bin"), floats("p1.bin")
     assert p0.max() > 0 and p1.max() > 0
     assert np.array_equal(tree, np.concatenate((p0, p1)))
+
+
+def test_space_group_is_carried_while_the_crystal_is_the_files(tmp_path, monkeypatch):
+    import nanobrag_torch as nb
+
+    doc = document({"panels": [panel([-3.2, 2.4, -100.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0])]})
+    doc["crystal"][0]["space_group_hall_symbol"] = " P 4 2"
+    write(tmp_path, doc, "sg.expt")
+    monkeypatch.chdir(tmp_path)
+    keep = ["-default_F", "100", "-N", "5"]
+    run(["-expt", "sg.expt"] + keep + _outputs("a.bin") + ["-write_expt", "same.expt"])
+    run(["-expt", "sg.expt", "-cell", "50", "50", "50", "90", "90", "90"] + keep + _outputs("b.bin")
+        + ["-write_expt", "other.expt"])
+    assert nb.read_expt("same.expt").space_group == " P 4 2"
+    assert nb.read_expt("other.expt").space_group == " P 1"
+    assert nb.read_expt("other.expt").real[0] == pytest.approx([50.0, 0.0, 0.0])

@@ -3,8 +3,8 @@
 The Python API (see README, "Python API") is importable from the package; it is loaded on first
 use so that `python -m nanobrag_torch` and the small modules stay quick to import.
 """
-_API = ("Beam", "Crystal", "Detector", "Flags", "Parameters", "SPECS", "Simulation", "available_parameters",
-        "from_args", "parameters", "release", "simulate")
+_API = ("Beam", "Crystal", "Detector", "Flags", "PanelDetector", "Parameters", "SPECS", "Simulation",
+        "available_parameters", "from_args", "parameters", "read_expt", "release", "simulate", "write_expt")
 
 __all__ = list(_API)
 

@@ -14,14 +14,31 @@ import tempfile
 import torch
 
 from .crystal import Crystal
+from .differentiable import SPECS, Parameters, available_parameters, parameters, release
 from .engine import Flags
 from .errors import InputFileError
 from .geometry.detector import Detector
-from .differentiable import SPECS, Parameters, available_parameters, parameters, release
+from .geometry.panels import PanelDetector
+from .io.expt import read_expt, write_expt
 from .simulator import Beam, Simulation
 
-__all__ = ["Beam", "Crystal", "Detector", "Flags", "Parameters", "SPECS", "Simulation", "available_parameters",
-           "from_args", "parameters", "release", "simulate"]
+__all__ = [
+    "SPECS",
+    "Beam",
+    "Crystal",
+    "Detector",
+    "Flags",
+    "PanelDetector",
+    "Parameters",
+    "Simulation",
+    "available_parameters",
+    "from_args",
+    "parameters",
+    "read_expt",
+    "release",
+    "simulate",
+    "write_expt",
+]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64", "float32": "float32", "float64": "float64"}
 

@@ -63,6 +63,12 @@ def apply_experiment(v, exp):
         v.phi0, v.osc = exp.phi0, exp.osc
 
 
+def _space_group(v):
+    """The -expt crystal's Hall symbol while its vectors are the ones simulated, else P 1."""
+    own = v.expt is not None and v.expt_real is not None and not v.user_cell and v.matfile is None
+    return v.expt.space_group if own and v.expt.space_group else " P 1"
+
+
 def panel_from_geometry(geo, v, index=0, name=""):
     """A Panel from a detector's rotated frame (geometry() values as float lists)."""
     return Panel(origin=list(geo["pix0"]), fast=list(geo["fdet"]), slow=list(geo["sdet"]), pixel_size=v.pixel_size,
@@ -78,7 +84,7 @@ def experiment_from_settings(v, panels=None, phi0=None):
     rotation = v.osc > 0 or phi0 != 0
     return Experiment(beam=list(v.beam), wavelength=v.lambda0, kahn=v.polarization,
                       polar_vector=list(v.polar_vector), panels=panels,
-                      real=[[float(x) for x in row] for row in v.real], space_group=" P 1",
+                      real=[[float(x) for x in row] for row in v.real], space_group=_space_group(v),
                       spindle=list(v.spindle) if rotation else None, phi0=phi0 if rotation else None,
                       osc=v.osc if rotation else None, images=1)
 

@@ -158,8 +158,6 @@ def test_golden_case_gradients_are_finite(case_dir, case_id):
     c = sim.crystal
     flat = c.shape == "tophat" or (c.shape == "square" and max(c.Na, c.Nb, c.Nc) <= 1 and not c.interpolate)
     first = nb.available_parameters(sim)
-    if sim.crystal.phi_zero_quirk_active():
-        first.remove("phi0")  # a differentiable phi0 renders true rotations, without the phi = 0 quirk
     for names in (first, [n for n in ("mat", "close_distance") if applicable(sim, n) is None]):
         nb.release(sim)
         params = nb.parameters(sim, *names)

@@ -10,6 +10,12 @@ __all__ = list(_API)
 
 
 def __getattr__(name):
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            return version("nanobrag_torch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "unknown"
     if name in _API:
         from . import api
         return getattr(api, name)

@@ -18,17 +18,12 @@ if _FIRST_IMPORT:
     gc.freeze()  # what was imported lives for the whole run: keep it out of later collections
     gc.enable()
 
-from . import background_noise
+from . import background_noise, usage
 from .companion import check_output_names, console_entry
 from .errors import NanoBraggError
 from .io.smv import read_smv
-from .options import HELP, validate
-from .settings import apply_header, input_images, parse
-
-USAGE = """usage: nanoBragg -mat auto.mat -hkl Fs.hkl [options]   (or -cell a b c al be ga)
-Options follow nanoBragg.c (see README): -distance -detpixels -pixel -lambda -N -mosaic -phi -osc
--hkl -default_F -floatfile -intfile -noisefile -pgmfile -roi -printout ... plus
--dtype float32|float64  -device cpu|cuda|auto  -nthreads N  -trace_pixel S F  --debug"""
+from .options import HELP, VERSION, validate
+from .settings import apply_header, input_images, parse, size_options
 
 
 class Progress:
@@ -85,6 +80,7 @@ def load_settings(argv, say):
 
     v = parse(argv, preload)
     background_noise.parse_options(v, argv)
+    v.size_options = size_options(argv)
     v.mask_image = None
     if "mask" in loaded:
         m = loaded["mask"]
@@ -174,10 +170,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv or "-debug" in argv or os.environ.get("NANOBRAGG_DEBUG")
     if any(a in HELP for a in argv):
-        print(USAGE)
+        print(usage.usage_text())
+        return 0
+    if any(a in VERSION for a in argv):
+        print(usage.version_text())
         return 0
     if not argv:
-        print(USAGE, file=sys.stderr)
+        print(usage.SHORT, file=sys.stderr)
         return 2
     notes = logging.StreamHandler(sys.stderr)
     notes.setFormatter(logging.Formatter("nanoBragg: note: %(message)s"))

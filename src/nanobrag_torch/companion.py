@@ -118,7 +118,10 @@ def console_entry(main):
 
     Every output file is closed by then; tearing down torch's thousands of modules would add
     ~0.15 s to every run (more than some whole renders take)."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader went away (nanoBragg -h | head)
+        code = 0
     fused = sys.modules.get(__package__ + ".fused")
     if fused is not None:
         fused.release()  # what atexit would have done: loaded kernels delete their temporary copies

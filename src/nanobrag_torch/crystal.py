@@ -116,9 +116,6 @@ class Crystal:
     spindle: object = (0.0, 0.0, 1.0)
     mosaic_spread: object = 0.0
     mosaic_umats: torch.Tensor = None  # (domains, 3, 3)
-    # nanoBragg only rotates when phi != 0, so a phi = 0 step reuses the previous step's
-    # (last phi) orientation for every term but the first one rendered; True reproduces that
-    c_phi_zero_quirk: bool = False
     extra: dict = field(default_factory=dict)
     # the lattice's definition (what real/recip were computed from), kept so that they can be
     # recomputed from differentiable values: cell (a, b, c in Angstrom, angles in radians),
@@ -216,8 +213,11 @@ class Crystal:
         u = self.mosaic_umats.to(dtype=dt, device=dev)
         return torch.einsum("mij,pvj->pmvi", u, rot)
 
-    def phi_zero_quirk_active(self):
-        return self.c_phi_zero_quirk and self.phisteps > 1 and not torch.is_tensor(self.phi0) and self.phi0 == 0.0
+    def starts_at_phi_zero(self):
+        """Several phi steps starting at exactly phi = 0: where nanoBragg.c's phi = 0 quirk applies
+        (its value decides, also when phi0 is a differentiable tensor)."""
+        phi0 = self.phi0.detach() if torch.is_tensor(self.phi0) else self.phi0
+        return self.phisteps > 1 and float(phi0) == 0.0
 
 
 def _positive(x):

@@ -38,8 +38,10 @@ class InterpolationState:
     enabled: nanoBragg's 'interpolate' switch (it can only turn off);
     phi_first_pending: the first rendered term still sees the true phi = 0 orientation."""
 
-    def __init__(self, enabled, phi_first_rot=None):
+    def __init__(self, enabled, phi_first_rot=None, sticky=True):
         self.enabled = bool(enabled)
+        # nanoBragg.c's switch-off lasts for the rest of the run; -compat fixed: per term only
+        self.sticky = sticky
         self.warning = None  # (h, k, l, h0, k0, l0) of the first out-of-range term
         self.phi_first_rot = phi_first_rot  # true phi = 0 vectors (domains, 3, 3) while pending
         self.phi_first_pending = phi_first_rot is not None
@@ -84,12 +86,11 @@ def structure_factors(crystal, h, k, l, skip, state):
     hd, kd, ld = h.detach(), k.detach(), l.detach()
     oor = ((hd - hmin + 3) > hr) | (hd - 2 < hmin) | ((kd - kmin + 3) > kr) | (kd - 2 < kmin) \
         | ((ld - lmin + 3) > lr) | (ld - 2 < lmin)
+    if not state.sticky:
+        return torch.where(oor, nearest, _tricubic_inside(crystal, h, k, l, oor))
     trigger = (oor & ~skip).reshape(-1)
     hits = torch.nonzero(trigger)
-    safe = ~oor
-    interp = tricubic(grid, torch.where(safe, h, hd.new_zeros(()) + hmin + 1),
-                      torch.where(safe, k, kd.new_zeros(()) + kmin + 1),
-                      torch.where(safe, l, ld.new_zeros(()) + lmin + 1), hmin, kmin, lmin)
+    interp = _tricubic_inside(crystal, h, k, l, oor)
     if hits.numel() == 0:
         return interp
     first = int(hits[0])
@@ -99,6 +100,15 @@ def structure_factors(crystal, h, k, l, skip, state):
     order = torch.arange(trigger.numel(), device=h.device).reshape(h.shape)
     out = torch.where(order < first, interp, nearest)
     return torch.where(order == first, dflt.expand_as(out), out)
+
+
+def _tricubic_inside(crystal, h, k, l, outside):
+    """Tricubic values where the 4x4x4 neighbourhood is inside the grid (a safe index elsewhere)."""
+    hmin, kmin, lmin = crystal.hkl_min
+    safe = ~outside
+    return tricubic(crystal.Fhkl, torch.where(safe, h, h.new_zeros(()) + hmin + 1),
+                    torch.where(safe, k, k.new_zeros(()) + kmin + 1),
+                    torch.where(safe, l, l.new_zeros(()) + lmin + 1), hmin, kmin, lmin)
 
 
 def _value(x):

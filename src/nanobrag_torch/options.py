@@ -7,6 +7,7 @@ import difflib
 import math
 
 from .cnum import atoi
+from .compat import MODES
 from .errors import UsageError
 
 F, I, S = "float", "int", "str"
@@ -51,7 +52,7 @@ OPTIONS = {
     "background": (S,), "background_thick": (F,), "background_density": (F,), "background_MW": (F,),
     "psf": (S,), "psf_fwhm": (F,), "psf_radius": (I,), "readout_noise": (F,), "flicker": (F,),
     "calibration": (F,), "calib_seed": (I,), "gain": (F,),
-    "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I),
+    "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I), "compat": ("compat",),
     # datasets (datasets/cli.py)
     "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
     "overwrite": (), "shots": (S,), "export_c": (S,), "workers": (I,), "scheduler": (S,),
@@ -70,6 +71,7 @@ MAX_THREADS = 1024  # torch crashes (segfault) when asked for ~100000 threads
 
 OWN_FLAGS = {"--debug", "-debug"}
 HELP = {"-h", "-help", "--help"}
+VERSION = {"-version", "--version"}
 
 
 def _bad(option, message):
@@ -127,13 +129,40 @@ def _is_number(token):
         return False
 
 
+# options that take several values: the names of their values, for the message when some are missing
+MULTI = {"cell": "a b c alpha beta gamma", "misset": "rotx roty rotz (degrees) or 'random'",
+         "roi": "xmin xmax ymin ymax", "printout_pixel": "FAST SLOW", "trace_pixel": "SLOW FAST",
+         **{name: "x y z" for name, kinds in OPTIONS.items() if kinds == V3}}
+
+
+def _check_count(name, argv, start):
+    """A multi-value option takes all of its values or is an error naming the count it got."""
+    if name not in MULTI:
+        return
+    if name == "misset" and start < len(argv) and argv[start].lower().startswith("rand"):
+        return
+    need = len(MULTI[name].split()) if name != "misset" else 3
+    got = 0
+    while start + got < len(argv) and got < need and _is_value(argv[start + got]):
+        got += 1
+    if got < need:
+        _bad(name, f"expected {need} values ({MULTI[name]}), got {got}")
+
+
+def _is_value(token):
+    """A token that can be an option's value: anything but a known option or flag (-5 is a value)."""
+    if token in OWN_FLAGS or token in HELP:
+        return False
+    return not (token.startswith("-") and not _is_number(token) and token[1:] in OPTIONS)
+
+
 def validate(argv):
     """Check every option and its values; return {option: [values...]} (last occurrence wins)."""
     seen = {}
     i = 0
     while i < len(argv):
         tok = argv[i]
-        if tok in OWN_FLAGS or tok in HELP:
+        if tok in OWN_FLAGS or tok in HELP or tok in VERSION:
             seen[tok.lstrip("-")] = []
             i += 1
             continue
@@ -146,6 +175,7 @@ def validate(argv):
             raise UsageError(f"unknown option '{tok}'{hint}")
         values = []
         i += 1
+        _check_count(name, argv, i)
         for kind in OPTIONS[name]:
             token = argv[i] if i < len(argv) else None
             if kind in (F, I):
@@ -162,8 +192,6 @@ def validate(argv):
                     i += 1
                 if i < len(argv) and _is_number(argv[i]) and len(values) < 6:
                     _bad(name, "cell values must be positive")
-                if not values:
-                    _bad(name, "expected 'a b c alpha beta gamma'")
             elif kind == "misset":
                 if token is not None and token.lower().startswith("rand"):
                     values.append("random")
@@ -188,6 +216,11 @@ def validate(argv):
             elif kind == "dtype":
                 if token not in ("float32", "float64"):
                     _bad(name, f"expected float32 or float64, got '{token}'" if token else "missing value")
+                values.append(token)
+                i += 1
+            elif kind == "compat":
+                if token not in MODES:
+                    _bad(name, f"expected {', '.join(MODES)}, got '{token}'" if token else "missing value")
                 values.append(token)
                 i += 1
             elif kind == "device":

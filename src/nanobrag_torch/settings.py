@@ -38,7 +38,7 @@ def _defaults():
         calculate_noise=True, write_pgm=True, intfile_scale=0.0, pgm_scale=0.0, printout=False,
         progress=True, interpolate=2, shape="square", fudge=1.0, printout_fpixel=-1, printout_spixel=-1,
         seed=None, mosaic_seed=-12345678, misset_seed=None, water_size=0.0,
-        dtype="float64", device="cpu", nthreads=0, trace_pixel=None, debug=False,
+        dtype="float64", device="cpu", nthreads=0, trace_pixel=None, debug=False, compat="default",
         warnings=[], notes=[], exptfile=None, write_expt=None, expt=None, expt_panels=None, expt_real=None,
         pix0_option=False,
     )
@@ -54,6 +54,18 @@ def input_images(argv):
             if "-mask" in tok:
                 mask = argv[i + 1]
     return img, mask
+
+
+def size_options(argv):
+    """The options that set the detector's size, for messages about it ("-detpixels", "-img header")."""
+    found = []
+    for tok in argv:
+        name = tok.split("_")[0] if tok.startswith(("-detpixels", "-detsize")) else tok
+        if tok.startswith(("-detpixels", "-detsize", "-pixel")) and tok not in found:
+            found.append(tok)
+        elif name in ("-img", "-mask") and f"{name} header" not in found:
+            found.append(f"{name} header")
+    return found
 
 
 def apply_header(v, smv, is_mask):
@@ -354,6 +366,8 @@ def parse(argv, preload=None):
             v.write_expt = nxt(i)
         if tok == "-trace_pixel":
             v.trace_pixel = (atoi(nxt(i, 1)), atoi(nxt(i, 2)))
+        if tok == "-compat":
+            v.compat = nxt(i)
         if tok in ("--debug", "-debug"):
             v.debug = True
     return v

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import torch
 
-from . import rng
+from . import compat, rng
 from .crystal import Crystal, cell_parameters, lattice_vectors
 from .engine import R_E_SQR, Flags
 from .errors import InputFileError, UsageError
@@ -14,7 +14,7 @@ from .geometry.detector import Detector
 from .geometry.vectors import cross, dot
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
-from .io.sources import read_sources_with_defaults
+from .io.sources import fill_source_defaults
 from .io.stol import read_stol
 from .resolve import detector_and_beam, sampling
 from .settings import RTD
@@ -80,8 +80,9 @@ def check_detector_size(v):
     need = v.fpixels * v.spixels * v.panel_count * 16  # float64 image, float32 copy, integer images
     avail = _memory_bytes()
     if need > avail // 2:
-        raise UsageError("detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
-                         % (v.fpixels, v.spixels, need / 1e9, avail / 1e9))
+        given = "/".join(getattr(v, "size_options", [])) or "-detpixels/-detsize/-pixel"
+        raise UsageError("%s: detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
+                         % (given, v.fpixels, v.spixels, need / 1e9, avail / 1e9))
 
 
 BYTES_PER_TERM = 256  # measured engine peak per (pixel x sampling term), rounded up
@@ -236,8 +237,11 @@ def build(v, say):
                       hkl_count=0 if grid is None else grid.count, default_F=v.default_F,
                       interpolate=bool(v.interpolate), phi0=v.phi0, phistep=v.phistep, phisteps=v.phisteps,
                       spindle=tuple(v.spindle), mosaic_spread=v.mosaic_spread,
-                      mosaic_umats=t(umats) if v.mosaic_spread > 0 else None, c_phi_zero_quirk=True)
-    beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths), weights=t(weights),
+                      mosaic_umats=t(umats) if v.mosaic_spread > 0 else None)
+    compat.phi_zero_note(v)
+    used = getattr(v, "source_weights_used", True)
+    beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths),
+                weights=t(weights) if used else None,
                 polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence)
     i_bg = WATER_F ** 2 * R_E_SQR * v.fluence * v.water_size ** 3 * 1e6 * AVOGADRO / WATER_MW
     flags = Flags(oversample_thick=v.oversample_thick, oversample_polar=v.oversample_polar,
@@ -251,7 +255,10 @@ def build(v, say):
         from .experiment import multi_panel_detector, rendered_panels
         det = multi_panel_detector(v, dtype, device)
         mask, roi = torch.as_tensor(rendered_panels(v), device=device), None
-    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=roi, mask=mask)
+    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=roi, mask=mask,
+                     compat=v.compat)
+    if not np.all(wavelengths > 0):
+        sim.use_compile = False  # -compat c's sources at the origin: NaN indices, kept off the compiled gather
     report_summary(v, say, grid)
     return sim
 
@@ -324,7 +331,7 @@ def load_structure_factors(v, say, fdump_present):
         say("reading Fs from %s" % v.dumpfile)
         return hkl_io.read_fdump(v.dumpfile)
     say("counting entries in %s" % v.hklfile)
-    grid = hkl_io.read_hkl(v.hklfile, v.default_F)
+    grid = compat.read_hkl(v.hklfile, v.default_F, v.compat, say)
     if v.default_F != 0.0:
         say("initializing to default_F = %g:" % v.default_F)
         say("done initializing:")
@@ -351,24 +358,24 @@ def generated_sources(v, say):
 
 def make_sources(v, say):
     if v.sourcefile is not None:
-        rows = read_sources_with_defaults(v.sourcefile, v.beam, v.source_distance, v.lambda0)
+        rows, weighted = compat.read_sources(v.sourcefile, v.compat)
+        rows = fill_source_defaults(rows, v.beam, v.source_distance, v.lambda0)
         positions, weights, wavelengths = rows[:, :3], rows[:, 3], rows[:, 4]
-        v.divsteps = 0
-        if np.any(weights != weights[0]):
-            say("NOTE: source weights are unequal; intensities are weighted (nanoBragg.c ignores weights)")
+        v.divsteps = -1  # nanoBragg.c's initial value, which it reports
+        v.source_weights_used = weighted
     else:
         grid = generated_sources(v, say)
         positions, weights, wavelengths = grid.positions, grid.weights, grid.wavelengths
         v.divsteps = grid.divsteps
     if len(wavelengths) == 0:
         raise UsageError("no x-ray sources: the divergence settings leave no source points")
-    if np.any(~(wavelengths > 0)):
+    if v.compat != "c" and np.any(~(wavelengths > 0)):
         raise InputFileError(f"{v.sourcefile}: source wavelengths must be positive")
     say("  created a total of %d sources:" % len(wavelengths))
     for p, w, wl in zip(positions, weights, wavelengths):
         say("%g %g %g   %g %g" % (p[0], p[1], p[2], w, wl))
     norms = np.linalg.norm(positions, axis=1)
-    if np.any(norms == 0):
+    if v.compat != "c" and np.any(norms == 0):
         raise InputFileError(f"{v.sourcefile}: a source sits at the sample position (zero direction)")
     v.nsources = len(wavelengths)
     return positions, weights, wavelengths

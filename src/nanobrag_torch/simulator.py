@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .compat import check_mode
 from .engine import Flags, InterpolationState, _omega_per_pixel, render
 from .engine import render_pixels as engine_render_pixels
 
@@ -107,8 +108,11 @@ class Simulation:
     stats: dict = field(default_factory=dict)
     # differentiable parameters (api.Parameters) written into the models before each render
     parametrization: object = None
+    # -compat mode: "default" and "c" keep nanoBragg.c's numeric quirks, "fixed" renders without them
+    compat: str = "default"
 
     def __post_init__(self):
+        check_mode(self.compat)
         if self.flags is None:
             steps = (self.beam.wavelengths.numel() * self.crystal.domains * self.crystal.phisteps
                      * self.detector.oversample ** 2)
@@ -125,9 +129,14 @@ class Simulation:
         budget = self.term_budget * (FUSED_BUDGET_FACTOR if fused else 1)
         return max(1, budget // self.terms_per_pixel())
 
+    def phi_zero_quirk_active(self):
+        """nanoBragg.c only rotates the crystal when phi != 0, so a phi = 0 step reuses the previous
+        step's (the last phi step's) orientation for every term but the run's first one."""
+        return check_mode(self.compat) != "fixed" and self.crystal.starts_at_phi_zero()
+
     def new_state(self, prepared):
-        first = prepared[5] if self.crystal.phi_zero_quirk_active() else None
-        return InterpolationState(self.crystal.interpolate, first)
+        first = prepared[5] if self.phi_zero_quirk_active() else None
+        return InterpolationState(self.crystal.interpolate, first, sticky=self.compat != "fixed")
 
     def _prepared(self):
         if self.parametrization is not None:
@@ -141,7 +150,7 @@ class Simulation:
         wf = None if wf is None else t(wf)
         rot = self.crystal.rotated_vectors()
         first = rot[0]
-        if self.crystal.phi_zero_quirk_active():
+        if self.phi_zero_quirk_active():
             rot = torch.cat((rot[-1:], rot[1:]))
         return geo, incident, wl, wf, rot, first
 

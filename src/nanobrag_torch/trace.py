@@ -293,13 +293,18 @@ def _trace_terms(out, sim, prepared, dg, pos):
                         i = (t, s, n, p, m)
                         name = f"{src}.phi[{p}].mosaic[{m}]"
                         out.put(name + ".hkl", h[i], k[i], l[i])
-                        out.put(name + ".hkl0", *(math.ceil(x - 0.5) for x in (h[i], k[i], l[i])))
+                        out.put(name + ".hkl0", *(_nearest_index(x) for x in (h[i], k[i], l[i])))
                         out.put(name + ".F_cell", f_cell[i])
                         if cr.shape == "square":
                             for axis, fa in zip("abc", lattice):
                                 out.put(f"{name}.F_latt_{axis}", fa[i])
                         out.put(name + ".F_latt", f_latt[i])
                         out.put(name + ".I_term", term[i])  # F_cell^2 F_latt^2 weight, 0 if skipped
+
+
+def _nearest_index(x):
+    """ceil(x - 0.5) as nanoBragg's int holds it (x86 turns NaN and infinities into INT_MIN)."""
+    return math.ceil(x - 0.5) if math.isfinite(x) else -2**31
 
 
 def trace_pixel(sim, v, slow, fast, say):

@@ -116,12 +116,15 @@ def read_hkl(path, default_F=0.0):
 
 def write_fdump(path, grid):
     h_range, k_range, l_range = grid.F.shape
-    padded = np.zeros((h_range + 1, k_range + 1, l_range + 1), dtype=np.float64)
-    padded[:-1, :-1, :-1] = grid.F
+    # one padded h plane at a time: no second copy of a large grid in memory
+    plane = np.zeros((k_range + 1, l_range + 1), dtype=np.float64)
     header = f"{grid.h_min} {grid.h_max} {grid.k_min} {grid.k_max} {grid.l_min} {grid.l_max}\n\f"
     with atomic_open(path, "wb") as handle:
         handle.write(header.encode("ascii"))
-        handle.write(padded.tobytes())
+        for h in range(h_range):
+            plane[:-1, :-1] = grid.F[h]
+            handle.write(plane.tobytes())
+        handle.write(np.zeros_like(plane).tobytes())
 
 
 def read_fdump(path):

@@ -39,7 +39,11 @@ def read_sources(path):
 def read_sources_with_defaults(path, beam, source_distance, lambda0):
     """The source file with missing columns filled as the C fills them: a source
     `source_distance` upstream along the beam, weight 1, wavelength lambda0."""
-    rows = read_sources(path)
+    return fill_source_defaults(read_sources(path), beam, source_distance, lambda0)
+
+
+def fill_source_defaults(rows, beam, source_distance, lambda0):
+    """Missing (NaN) columns filled in place as the C fills them; returns rows."""
     for j, default in enumerate([-source_distance * c for c in beam] + [1.0, lambda0]):
         col = rows[:, j]
         col[np.isnan(col)] = default

@@ -21,7 +21,7 @@ demo: $(STAMP)
 	cd demo_out && ../$(VPY) -m nanobrag_torch -cell 70 80 90 75 85 95 -misset 10 20 30 \
 		-default_F 100 -lambda 1.0 -N 5 -distance 100 -detpixels 512 -pixel 0.1 -mosaic 0.3 -mosaic_dom 5 \
 		-floatfile demo.bin -intfile demo.img -pgmfile demo.pgm -nonoise
-	$(VPY) -m nanobrag_torch.preview demo_out/demo.bin 512 512 demo_out/demo.png
+	$(VPY) -m nanobrag_torch.preview demo_out/demo.bin demo_out/demo.png
 	@echo "demo outputs: demo_out/demo.bin (float), demo_out/demo.img (SMV), demo_out/demo.png (preview)"
 
 test: $(STAMP)

@@ -77,3 +77,49 @@ def test_real_traces_diverge_first_at_pix0(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdout", out)
     assert tracediff.main(paths) == 1
     assert out.getvalue().splitlines()[-1] == "first divergence: pix0"
+
+
+# nanoBragg.c's -printout block for pixel (fast 100, slow 110), as printed by the golden case printout_pixel
+PRINTOUT = """ 100  110 : stol = 2.73897e+07 or 0.00273897
+at 0.1 0.00185 -0.00285
+hkl= -0.009302 0.298215 -0.459412  hkl0= 0 0 0
+ F_cell=100  F_latt=-5.00833   I = 250834
+I/steps     250834.0939
+polar      0.9994234157
+omega   9.982707458e-07
+capfrac               1
+pixel      0.2502559721
+real-space cell vectors (Angstrom):
+     a           b           c         
+X: 100.00000000 -0.00000000  0.00000000
+Y:  0.00000000 100.00000000 -0.00000000
+Z:  0.00000000  0.00000000 100.00000000
+
+solid angle subtended by detector = 0.0644822 steradian ( 0.513133% sphere)
+"""
+
+
+def test_printout_blocks_are_read():
+    t = tracediff.parse_trace(PRINTOUT.splitlines())
+    p = "printout[100,110]."
+    assert list(t) == [p + n for n in ("stol", "at", "hkl", "hkl0", "F_cell", "F_latt", "I", "I/steps", "polar",
+                                       "omega", "capfrac", "pixel", "real_space.X", "real_space.Y", "real_space.Z")]
+    assert t[p + "at"] == [0.1, 0.00185, -0.00285] and t[p + "hkl0"] == [0, 0, 0] and t[p + "pixel"] == [0.2502559721]
+
+
+def test_our_printout_against_c_printout(tmp_path, monkeypatch, capsys):
+    """Our -printout of the golden case's pixel agrees with nanoBragg.c's block quantity by quantity,
+    and a changed value is named as the first divergence."""
+    monkeypatch.chdir(tmp_path)
+    args = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2", "-N", "5",
+            "-distance", "100", "-detpixels", "256", "-pixel", "0.1", "-printout", "-printout_pixel", "100", "110",
+            "-roi", "95", "105", "105", "115", "-floatfile", "f.bin", "-intfile", "i.img", "-nonoise", "-nopgm",
+            "-noprogress"]
+    out = io.StringIO()
+    assert cli.run(args, out=out) == 0
+    c_path, py_path = write(tmp_path / "c.txt", PRINTOUT), write(tmp_path / "py.txt", out.getvalue())
+    assert tracediff.main([c_path, py_path]) == 0
+    assert "15 shared quantities, 0 differ" in capsys.readouterr().out
+    write(tmp_path / "c.txt", PRINTOUT.replace("F_latt=-5.00833", "F_latt=-5.1"))
+    assert tracediff.main([c_path, py_path]) == 1
+    assert capsys.readouterr().out.strip().endswith("first divergence: printout[100,110].F_latt")

@@ -3,7 +3,9 @@
     nb-trace-diff A B [--tol 1e-6] [--atol 0]
 
 Trace lines look like `PREFIX: name v1 v2 ...` (any PREFIX, e.g. TRACE_PY or TRACE_C) with numeric
-values; other lines are ignored. A name that occurs again is numbered (name#2, ...). Quantities are
+values; other lines are ignored. `-printout` blocks (ours and nanoBragg.c's: "FAST SLOW : stol = ...",
+"at ...", "hkl= ...", ... "Z: ...") are read too, as quantities named `printout[FAST,SLOW].stol` etc.
+A name that occurs again is numbered (name#2, ...). Quantities are
 listed in A's order with B's values and the largest relative difference per quantity; the first
 one beyond the tolerance is marked and repeated last as `first divergence: <name>`.
 Exit: 0 all shared quantities agree, 1 some differ, 2 usage error.
@@ -25,18 +27,62 @@ class _Parser(argparse.ArgumentParser):
         raise Usage(message)
 
 
-def parse_trace(lines):
-    """Ordered {name: [floats]} from trace lines; repeated names become name#2, name#3 ..."""
-    out, seen = {}, {}
+# a -printout block: its first line names the pixel, the others are read by these patterns
+PRINTOUT_START = re.compile(r"^\s*(\d+)\s+(\d+) : stol = (\S+) or (\S+)\s*$")
+PRINTOUT_LINES = [
+    (re.compile(r"^at (\S+) (\S+) (\S+)\s*$"), ["at"] * 3),
+    (re.compile(r"^hkl= (\S+) (\S+) (\S+)\s+hkl0= (\S+) (\S+) (\S+)\s*$"), ["hkl"] * 3 + ["hkl0"] * 3),
+    (re.compile(r"^\s*F_cell=(\S+)\s+F_latt=(\S+)\s+I = (\S+)\s*$"), ["F_cell", "F_latt", "I"]),
+    (re.compile(r"^(I/steps|polar|omega|capfrac|pixel)\s+(\S+)\s*$"), None),
+    (re.compile(r"^([XYZ]): +(\S+) +(\S+) +(\S+)\s*$"), None),
+]
+
+
+def _printout_quantities(line, pixel):
+    """[(name, values)] from one line of a -printout block ([] if it is not one)."""
+    for pattern, names in PRINTOUT_LINES:
+        m = pattern.match(line)
+        if not m:
+            continue
+        groups = m.groups()
+        if names is None:  # the quantity's name is the line's first word
+            names, groups = [("real_space." if len(groups) == 4 else "") + groups[0]] * (len(groups) - 1), groups[1:]
+        out = {}
+        for name, text in zip(names, groups):
+            out.setdefault(f"printout[{pixel}].{name}", []).append(float(text))
+        return list(out.items())
+    return []
+
+
+def _quantities(lines):
+    """(name, values) for every trace line and -printout line, in order."""
+    pixel = None
     for line in lines:
+        start = PRINTOUT_START.match(line)
+        if start:
+            pixel = f"{start.group(1)},{start.group(2)}"
+            yield f"printout[{pixel}].stol", [float(start.group(3)), float(start.group(4))]
+            continue
+        if pixel is not None:
+            found = _printout_quantities(line.rstrip("\n"), pixel)
+            yield from found
+            if found and found[0][0].endswith("real_space.Z"):
+                pixel = None
+            if found:
+                continue
         m = LINE.match(line)
         if not m:
             continue
         try:
-            values = [float(x) for x in m.group(3).split()]
+            yield m.group(2), [float(x) for x in m.group(3).split()]
         except ValueError:
             continue  # not a trace quantity (e.g. 'WARNING: out of range ...')
-        name = m.group(2)
+
+
+def parse_trace(lines):
+    """Ordered {name: [floats]} from trace lines; repeated names become name#2, name#3 ..."""
+    out, seen = {}, {}
+    for name, values in _quantities(lines):
         seen[name] = seen.get(name, 0) + 1
         out[name if seen[name] == 1 else f"{name}#{seen[name]}"] = values
     return out
@@ -49,7 +95,7 @@ def read_trace(path):
     except OSError as exc:
         raise Usage(f"{path}: {exc.strerror or exc}") from None
     if not trace:
-        raise Usage(f"{path}: no trace lines ('PREFIX: name v1 v2 ...')")
+        raise Usage(f"{path}: no trace lines ('PREFIX: name v1 v2 ...') or -printout blocks")
     return trace
 
 

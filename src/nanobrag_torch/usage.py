@@ -81,6 +81,15 @@ GROUPS = [
         ("-trace_pixel SLOW FAST", "full-precision trace of one pixel (slow then fast index)"),
         ("-progress | -noprogress", "progress meter (default on, for runs over a second)"),
     ]),
+    ("Datasets and geometry files (nanobrag_torch only; see README)", [
+        ("-frames n", "rotation series of n frames (frame i starts at -phi + i x -osc)"),
+        ("-stills n", "n serial stills at random orientations; -shots FILE.toml varies them"),
+        ("-frame k", "render only frame k (0-based) as an ordinary single run"),
+        ("-smv PREFIX | -cbf PREFIX | -nexus FILE.nxs", "dataset outputs: SMV / miniCBF files, one NXmx file"),
+        ("-resume | -overwrite", "continue an interrupted dataset / replace existing outputs"),
+        ("-export_c DIR", "nanoBragg.c argument lists for every frame"),
+        ("-expt FILE.expt, -write_expt FILE.expt", "DIALS experiment list: geometry in / out"),
+    ]),
     ("Compatibility and running (nanobrag_torch only)", [
         ("-compat c", "read source and HKL files exactly as nanoBragg.c does"),
         ("-compat fixed", "sensible reading and none of nanoBragg.c's numeric bugs"),

@@ -256,3 +256,20 @@ def test_fixed_interpolation_does_not_depend_on_pixel_order(tmp_path, monkeypatc
         alone = torch.stack([default.roi_image(f, f, s, s)[0, 0] for s, f in ((2, 3), (3, 3), (3, 2))])
     ordered = torch.stack([image_d[s, f] for s, f in ((2, 3), (3, 3), (3, 2))])
     assert not torch.allclose(alone, ordered)  # in default mode the order matters
+
+
+def test_each_note_is_printed_once_per_run(tmp_path, capsys, monkeypatch):
+    """A model built several times in one run (a dataset's frames) shows each note once."""
+    from nanobrag_torch import setup
+
+    (tmp_path / "src.txt").write_text(WEIGHTED)
+    build = setup.build
+
+    def twice(v, say):
+        import copy
+        build(copy.deepcopy(v), say)
+        return build(v, say)
+    monkeypatch.setattr(setup, "build", twice)
+    status, err = _main(tmp_path, TINY + ["-sourcefile", "src.txt"], capsys)
+    assert status == 0, err
+    assert len(_notes(err)) == 1

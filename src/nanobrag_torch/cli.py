@@ -158,6 +158,18 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"nanoBragg: warning: {one_line(message)}", file=sys.stderr if file is None else file)
 
 
+def _once():
+    seen = set()
+
+    def first_time(record):
+        message = record.getMessage()
+        if message in seen:
+            return False
+        seen.add(message)
+        return True
+    return first_time
+
+
 def entry():
     """Console-script entry point: main(), then leave without finalizing the interpreter.
 
@@ -180,6 +192,7 @@ def main(argv=None):
         return 2
     notes = logging.StreamHandler(sys.stderr)
     notes.setFormatter(logging.Formatter("nanoBragg: note: %(message)s"))
+    notes.addFilter(_once())  # a dataset builds its models once per frame; each note is shown once
     logger = logging.getLogger(__package__)
     level = logger.level
     logger.addHandler(notes)

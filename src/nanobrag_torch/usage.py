@@ -81,6 +81,14 @@ GROUPS = [
         ("-trace_pixel SLOW FAST", "full-precision trace of one pixel (slow then fast index)"),
         ("-progress | -noprogress", "progress meter (default on, for runs over a second)"),
     ]),
+    ("Background and detector model (nanobrag_torch only; see README)", [
+        ("-background FILE.stol", "add nonBragg's amorphous scattering from this table"),
+        ("-background_thick mm", "amorphous sample thickness (default 0.1 mm)"),
+        ("-background_density g/cm^3, -background_MW g/mol", "its density (default 1) and molar mass (default 18)"),
+        ("-psf gauss|fiber, -psf_fwhm um, -psf_radius px", "point spread of the noise image (fwhm default 46 um)"),
+        ("-readout_noise ADU, -gain ADU/photon", "readout noise and gain of the noise image"),
+        ("-flicker f, -calibration c, -calib_seed n", "beam 1/f noise, per-pixel gain error (default 0.03)"),
+    ]),
     ("Datasets and geometry files (nanobrag_torch only; see README)", [
         ("-frames n", "rotation series of n frames (frame i starts at -phi + i x -osc)"),
         ("-stills n", "n serial stills at random orientations; -shots FILE.toml varies them"),
@@ -88,6 +96,7 @@ GROUPS = [
         ("-smv PREFIX | -cbf PREFIX | -nexus FILE.nxs", "dataset outputs: SMV / miniCBF files, one NXmx file"),
         ("-resume | -overwrite", "continue an interrupted dataset / replace existing outputs"),
         ("-export_c DIR", "nanoBragg.c argument lists for every frame"),
+        ("-workers n | -scheduler ADDRESS", "render a dataset on a local / an existing Dask cluster"),
         ("-expt FILE.expt, -write_expt FILE.expt", "DIALS experiment list: geometry in / out"),
     ]),
     ("Compatibility and running (nanobrag_torch only)", [

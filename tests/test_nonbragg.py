@@ -89,3 +89,22 @@ def test_pgm_is_complete(tmp_path):
     assert head.startswith(b"P5\n7 5\n") and len(data) == len(head) + 7 * 5
     img = np.fromfile(tmp_path / "f.bin", dtype="<f4")
     assert img.size == 35 and math.isfinite(float(img.sum())) and img.min() > 0
+
+
+def test_compiled_loop_equals_the_torch_path():
+    """The numba loop nonBragg's command line uses and the differentiable torch path: same image."""
+    x = np.linspace(0.0, 0.6, 50)
+    table = amorphous.StolTable.from_rows(np.stack([x, 2.0 + np.cos(7 * x) - 1.5 * x], 1))
+    det = Detector(fpixels=9, spixels=7, pixel_size=3e-3, fdet=(0.0, 0.0, 1.0), sdet=(0.0, -1.0, 0.0),
+                   odet=(1.0, 0.0, 0.0), beam=(1.0, 0.0, 0.0), twotheta_axis=(0.0, 1.0, 0.0), distance=0.05,
+                   Fbeam=1e-2, Sbeam=2e-2, rotx=0.1, twotheta=0.3, oversample=2, pivot="sample", Fclose=1e-2,
+                   Sclose=1e-2)
+    src = np.array([[-10.0, 0.0, 0.0], [-10.0, 0.01, -0.02]])
+    args = (det, src, np.array([1.0, 0.5]), np.array([1e-10, 1.1e-10]), amorphous.AmorphousSample(table, 1e15), 1e22)
+    kw = dict(kahn=0.7, polar_axis=(0.0, 0.0, 1.0), roi=(1, 7, 0, 5))
+    with torch.no_grad():
+        fast, om_fast = amorphous.render_background(*args, **kw)
+    assert amorphous.compiled_path_applies(det, [], 0.7)
+    slow, om_slow = amorphous.render_background(*args[:-1], torch.tensor(1e22, dtype=torch.float64, requires_grad=True), **kw)
+    assert torch.allclose(fast, slow.detach(), rtol=1e-12, atol=0) and fast[:, 0].abs().sum() == 0
+    assert abs(om_fast - float(om_slow)) <= 1e-12 * om_fast

@@ -169,7 +169,13 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
     omega_sum = 0.0
     scale = R_E_SQR * t(fluence) * t(sample.molecules) / steps
     pieces = []
-    for r0 in range(0, rows.numel(), rows_per_chunk):
+    if compiled_path_applies(detector, [geo["pix0"], geo["fdet"], incident, wl, weights, sample.table.F, scale], kahn):
+        block, omega_sum = _render_compiled(detector, geo, incident, wl, weights, sample.table, axis, kahn, nopolar,
+                                            rows, cols)
+        pieces, rows_per_chunk = [block * scale], rows.numel() + 1
+        if progress is not None:
+            progress(1.0)
+    for r0 in range(0, rows.numel() if not pieces else 0, rows_per_chunk):
         r = rows[r0:r0 + rows_per_chunk]
         slow = r.repeat_interleave(cols.numel())
         fast = cols.repeat(r.numel())
@@ -184,3 +190,38 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
         image = torch.nn.functional.pad(block, (int(cols[0]), detector.fpixels - 1 - int(cols[-1]),
                                                 int(rows[0]), detector.spixels - 1 - int(rows[-1])))
     return image, omega_sum
+
+
+def compiled_path_applies(detector, tensors, kahn):
+    """The compiled loop serves CPU runs of a flat one-layer detector when nothing needs a gradient."""
+    if detector.curved or detector.thicksteps > 1 or torch.device(detector.device).type != "cpu":
+        return False
+    if torch.is_grad_enabled() and any(isinstance(x, torch.Tensor) and x.requires_grad for x in tensors + [kahn]):
+        return False
+    from . import amorphous_kernel
+    return amorphous_kernel.compiled() is not None
+
+
+def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, nopolar, rows, cols):
+    from . import amorphous_kernel
+
+    def as_np(x):
+        return x.detach().to("cpu", torch.float64).numpy()
+
+    g = np.concatenate([as_np(geo["fdet"]), as_np(geo["sdet"]), as_np(geo["pix0"]),
+                        [float(detector.pixel_size), float(geo["close_distance"])]])
+    inc = np.ascontiguousarray(as_np(incident).reshape(-1, 3))
+    b_in = _unit_rows(np.cross(as_np(axis), inc))  # the E-vector frame of each source (C's polarization)
+    e_in = _unit_rows(np.cross(inc, b_in))
+    anchor, basis = table._basis()
+    coefficients = torch.einsum("nij,nj->ni", basis, table._windows(table.F))
+    out, omega = amorphous_kernel.render(g, inc, np.ascontiguousarray(np.concatenate([e_in, b_in], 1)), as_np(wl),
+                                         as_np(weights), as_np(table.stol), as_np(anchor), as_np(coefficients),
+                                         detector.oversample, detector.point_pixel, nopolar, float(kahn),
+                                         as_np(rows).astype(np.int64), as_np(cols).astype(np.int64))
+    return torch.as_tensor(out, dtype=detector.dtype, device=detector.device), omega
+
+
+def _unit_rows(v):
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    return v / np.where(norm > 0, norm, 1.0)

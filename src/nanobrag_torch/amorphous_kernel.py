@@ -1,0 +1,99 @@
+"""The amorphous render as one compiled loop (numba, CPU, no gradients): what nonBragg's command
+line uses when nothing needs a gradient.  Same sums as amorphous.background_terms (which stays the
+differentiable, device-neutral path; tests/test_nonbragg.py compares the two)."""
+import math
+
+import numpy as np
+
+
+def _interval(table, x, start):
+    """Index m with table[m] <= x < table[m+1], searched from `start` (neighbours are close)."""
+    n = table.shape[0]
+    m = min(max(start, 1), n - 3)
+    while m < n - 3 and x >= table[m + 1]:
+        m += 1
+    while m > 1 and x < table[m]:
+        m -= 1
+    return m
+
+
+def _pixel(fp, sp, geo, inc, ebin, wl, weight, table, anchor, coef, flags, hint):
+    """sum over sub-pixels and sources of sign F^2 polar omega I, and the pixel's omega sum."""
+    o, ps, close, kahn = int(flags[0]), geo[9], geo[10], flags[3]
+    sub = ps / o
+    total, omega_sum = 0.0, 0.0
+    for ss in range(o):
+        sdet = sub * (sp * o + ss) + sub / 2.0
+        for fs in range(o):
+            fdet = sub * (fp * o + fs) + sub / 2.0
+            x = fdet * geo[0] + sdet * geo[3] + geo[6]
+            y = fdet * geo[1] + sdet * geo[4] + geo[7]
+            z = fdet * geo[2] + sdet * geo[5] + geo[8]
+            air = math.sqrt(x * x + y * y + z * z)
+            dx, dy, dz = x / air, y / air, z / air
+            omega = 1.0 / air / air if flags[1] else ps * ps / air / air * close / air
+            omega_sum += omega
+            for k in range(wl.shape[0]):
+                ux, uy, uz = dx - inc[k, 0], dy - inc[k, 1], dz - inc[k, 2]
+                stol = 0.5 * math.sqrt(ux * ux + uy * uy + uz * uz) / wl[k]
+                m = _interval(table, stol, hint[0])
+                hint[0] = m
+                t = stol - anchor[m]
+                f = ((coef[m, 3] * t + coef[m, 2]) * t + coef[m, 1]) * t + coef[m, 0]
+                polar = 1.0
+                if not flags[2]:
+                    c = dx * inc[k, 0] + dy * inc[k, 1] + dz * inc[k, 2]
+                    polar = 0.5 * (1.0 + c * c)
+                    if kahn != 0.0:
+                        e = dx * ebin[k, 0] + dy * ebin[k, 1] + dz * ebin[k, 2]
+                        b = dx * ebin[k, 3] + dy * ebin[k, 4] + dz * ebin[k, 5]
+                        r2 = e * e + b * b
+                        cos2psi = (e * e - b * b) / r2 if r2 > 0 else 1.0
+                        polar = 0.5 * (1.0 + c * c - kahn * cos2psi * (1.0 - c * c))
+                total += f * abs(f) * polar * omega * weight[k]
+    return total, omega_sum
+
+
+def _render(rows, cols, geo, inc, ebin, wl, weight, table, anchor, coef, flags, out, omega_rows):
+    for r in _prange(rows.shape[0]):
+        hint = np.ones(1, dtype=np.int64)
+        acc = 0.0
+        for q in range(cols.shape[0]):
+            value, om = _pixel(cols[q], rows[r], geo, inc, ebin, wl, weight, table, anchor, coef, flags, hint)
+            out[r, q] = value
+            acc += om
+        omega_rows[r] = acc
+
+
+_prange = range
+_COMPILED = [None, False]
+
+
+def compiled():
+    """The compiled loop (built on first use, cached on disk by numba), or None without numba."""
+    if not _COMPILED[1]:
+        _COMPILED[1] = True
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            return None
+        scope = dict(globals(), _prange=numba.prange)
+        import types
+        for name in ("_interval", "_pixel"):
+            fn = globals()[name]
+            scope[name] = numba.njit(cache=True)(types.FunctionType(fn.__code__, scope, name))
+        render = types.FunctionType(_render.__code__, scope, "_render")
+        _COMPILED[0] = numba.njit(cache=True, parallel=True)(render)
+    return _COMPILED[0]
+
+
+def render(geo, incident, e_b, wavelengths, weights, table, anchor, coefficients, oversample, point_pixel,
+           nopolar, kahn, rows, cols):
+    """(len(rows), len(cols)) unscaled sums and the solid-angle sum, float64 numpy throughout."""
+    out = np.zeros((len(rows), len(cols)))
+    omega_rows = np.zeros(len(rows))
+    flags = np.array([oversample, 1.0 if point_pixel else 0.0, 1.0 if nopolar else 0.0, kahn])
+    fn = compiled() or _render
+    fn(np.asarray(rows, np.int64), np.asarray(cols, np.int64), geo, incident, e_b, wavelengths, weights, table,
+       anchor, coefficients, flags, out, omega_rows)
+    return out, float(omega_rows.sum())

@@ -97,3 +97,42 @@ def render(geo, incident, e_b, wavelengths, weights, table, anchor, coefficients
     fn(np.asarray(rows, np.int64), np.asarray(cols, np.int64), geo, incident, e_b, wavelengths, weights, table,
        anchor, coefficients, flags, out, omega_rows)
     return out, float(omega_rows.sum())
+
+
+def _spread(image, radii, kernel, levels, ext):
+    """noisify's PSF spread as a gather (race-free in parallel): ext[y, x] (y <= H, x <= W) sums
+    kernel[dy, dx] * image[y - dy, x - dx] over taps whose distance level the source's radius reaches."""
+    h, w = image.shape
+    big = kernel.shape[0] // 2
+    for y in _prange(h + 1):
+        for x in range(w + 1):
+            acc = 0.0
+            for i in range(kernel.shape[0]):
+                sy = y - (i - big)
+                if sy < 0 or sy >= h:
+                    continue
+                for j in range(kernel.shape[1]):
+                    k = kernel[i, j]
+                    sx = x - (j - big)
+                    if k == 0.0 or sx < 0 or sx >= w:
+                        continue
+                    if radii[sy, sx] >= levels[i, j]:
+                        acc += k * image[sy, sx]
+            ext[y, x] = acc
+
+
+_SPREAD = [None, False]
+
+
+def compiled_spread():
+    """The compiled PSF gather, or None without numba."""
+    if not _SPREAD[1]:
+        _SPREAD[1] = True
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            return None
+        import types
+        scope = dict(globals(), _prange=numba.prange)
+        _SPREAD[0] = numba.njit(cache=True, parallel=True)(types.FunctionType(_spread.__code__, scope, "_spread"))
+    return _SPREAD[0]

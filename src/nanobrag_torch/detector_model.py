@@ -19,6 +19,7 @@ PHOTON_LOSS_FACTOR = 10.0  # the auto radius keeps what falls outside below sqrt
 LOG16 = math.log(16.0)
 DIRECT_MAX_RADIUS = 12  # larger kernels are applied by FFT
 DIRECT_MAX_TAPS = 450  # kernels with more taps are applied by FFT, one per distinct radius
+COMPILED_MAX_TAPS = 2000  # ...or, without gradients on a CPU, up to this many by the compiled gather
 
 
 @dataclass
@@ -139,7 +140,11 @@ def apply_psf(image, kind, fwhm_px, radius=0, say=None, c_rounding=False):
     r_t = torch.as_tensor(radii, dtype=image.dtype, device=image.device)
     lost = torch.where(lit, _lost_photons(kind, image, r_t, fwhm), torch.zeros_like(image)).sum()
     weights = torch.as_tensor(np.where(values > 0.0, radii, -1), device=image.device)
-    if int((kernel != 0).sum()) <= DIRECT_MAX_TAPS:
+    grad = torch.is_grad_enabled() and (image.requires_grad or kernel.requires_grad)
+    taps = int((kernel != 0).sum())
+    if taps <= COMPILED_MAX_TAPS and not grad and image.device.type == "cpu" and _compiled_spread() is not None:
+        ext = _spread_compiled(image, weights, kernel)
+    elif taps <= DIRECT_MAX_TAPS:
         ext = _spread_by_taps(image, weights, kernel)
     else:
         ext = _spread_by_fft(image, weights, kernel, radii[values > 0.0])
@@ -172,6 +177,23 @@ def _spread_by_taps(image, radii, kernel):
         else:
             ext.add_(shifted, alpha=float(kernel[i, j]))
     return ext
+
+
+def _compiled_spread():
+    from .amorphous_kernel import compiled_spread
+    return compiled_spread()
+
+
+def _spread_compiled(image, radii, kernel):
+    """_spread_by_taps as one compiled parallel loop (CPU, no gradient)."""
+    h, w = image.shape
+    big = kernel.shape[0] // 2
+    d = np.arange(-big, big + 1)
+    levels = np.ceil(np.sqrt(d[:, None] ** 2 + d[None, :] ** 2)).astype(np.int64)
+    ext = np.zeros((h + 1, w + 1))
+    _compiled_spread()(image.detach().to(torch.float64).numpy(), radii.to("cpu").numpy().astype(np.int64),
+                       kernel.detach().to(torch.float64).numpy(), levels, ext)
+    return torch.as_tensor(ext, dtype=image.dtype)
 
 
 def _spread_by_fft(image, radii, kernel, lit_radii):

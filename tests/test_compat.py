@@ -273,3 +273,21 @@ def test_each_note_is_printed_once_per_run(tmp_path, capsys, monkeypatch):
     status, err = _main(tmp_path, TINY + ["-sourcefile", "src.txt"], capsys)
     assert status == 0, err
     assert len(_notes(err)) == 1
+
+
+@pytest.mark.parametrize("flag", ["-oversample_polar", "-oversample_omega"])
+def test_fixed_oversample_flags_weight_each_term(tmp_path, capsys, flag):
+    """nanoBragg.c's -oversample_* rules multiply the running sum by each term's factor; -compat fixed
+    weights each term by its own. With one sub-pixel, layer and source the factor is the same for
+    every phi step, so -compat fixed with the flag equals the run without it, and C's rule does not.
+    (A thick sensor always has two or more layers, whose capture fractions differ.)"""
+    argv = TINY + ["-oversample", "1", "-phi", "0.5", "-osc", "3", "-phisteps", "3", "-N", "3", "-polar", "0.5"]
+    images = {}
+    for key, extra in (("plain", []), ("fixed", [flag, "-compat", "fixed"]), ("c_rule", [flag])):
+        status, err = _main(tmp_path, argv + extra, capsys)
+        assert status == 0, err
+        images[key] = np.fromfile(tmp_path / "float.bin", dtype="<f4").astype(np.float64)
+    scale = np.abs(images["plain"]).max()
+    assert scale > 0
+    assert np.abs(images["fixed"] - images["plain"]).max() <= 1e-6 * scale
+    assert np.abs(images["c_rule"] - images["plain"]).max() > 1e-3 * scale

@@ -38,10 +38,13 @@ class InterpolationState:
     enabled: nanoBragg's 'interpolate' switch (it can only turn off);
     phi_first_pending: the first rendered term still sees the true phi = 0 orientation."""
 
-    def __init__(self, enabled, phi_first_rot=None, sticky=True):
+    def __init__(self, enabled, phi_first_rot=None, c_rules=True):
+        """c_rules: nanoBragg.c's rules below (False under -compat fixed)."""
         self.enabled = bool(enabled)
         # nanoBragg.c's switch-off lasts for the rest of the run; -compat fixed: per term only
-        self.sticky = sticky
+        self.sticky = c_rules
+        # nanoBragg.c's -oversample_* rule multiplies the running sum; -compat fixed: each term
+        self.running_product = c_rules
         self.warning = None  # (h, k, l, h0, k0, l0) of the first out-of-range term
         self.phi_first_rot = phi_first_rot  # true phi = 0 vectors (domains, 3, 3) while pending
         self.phi_first_pending = phi_first_rot is not None
@@ -100,6 +103,14 @@ def structure_factors(crystal, h, k, l, skip, state):
     order = torch.arange(trigger.numel(), device=h.device).reshape(h.shape)
     out = torch.where(order < first, interp, nearest)
     return torch.where(order == first, dflt.expand_as(out), out)
+
+
+def _own_factors(bg, term, mult, skip):
+    """-compat fixed's -oversample_* rule: each term times its own factors, the background times
+    their mean over the pixel's rendered terms (nanoBragg.c multiplies the running sum instead)."""
+    rendered = (~skip).sum(-1)
+    mean = torch.where(skip, torch.zeros_like(mult), mult).sum(-1) / rendered.clamp(min=1)
+    return bg * torch.where(rendered > 0, mean, torch.ones_like(mean)) + (term * mult).sum(-1)
 
 
 def _tricubic_inside(crystal, h, k, l, outside):
@@ -289,9 +300,12 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         if flags.oversample_omega:
             mult = mult * omega.unsqueeze(-1)
         mult = torch.where(skip, torch.ones_like(term), mult[..., None].expand_as(term)).reshape(n, -1)
-        # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
-        suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
-        intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
+        if state.running_product:
+            # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
+            suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
+            intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
+        else:
+            intensity = _own_factors(bg, term.reshape(n, -1), mult, skip.reshape(n, -1))
     elif not summed_inside:
         if weight_factor is not None:
             per_source = per_source * weight_factor

@@ -136,7 +136,7 @@ class Simulation:
 
     def new_state(self, prepared):
         first = prepared[5] if self.phi_zero_quirk_active() else None
-        return InterpolationState(self.crystal.interpolate, first, sticky=self.compat != "fixed")
+        return InterpolationState(self.crystal.interpolate, first, c_rules=self.compat != "fixed")
 
     def _prepared(self):
         if self.parametrization is not None:

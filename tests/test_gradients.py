@@ -192,10 +192,22 @@ def test_gradcheck_structure_factors(interpolate):
     check("default_F", pair(xtal_kw=dict(hkl=({(0, 0, 0): 10.0, (1, 1, 1): 20.0}), default_F=30.0))[:2])
 
 
+def test_gradcheck_atomic_model():
+    from nanobrag_torch.structure import AtomicModel, attach_model
+
+    def with_model(sim):
+        cell = (60.0, 70.0, 80.0, 80.0, 95.0, 100.0)
+        model = AtomicModel.from_atoms(["C", "O", "S"], [[3.0, 4.0, 5.0], [10.0, 2.0, 7.5], [6.0, 8.0, 1.0]],
+                                       [12.0, 20.0, 15.0], [1.0, 0.7, 0.9], cell)
+        attach_model(sim.crystal, model, dmin_A=15.0)  # the peak's reflection is of low order
+    for name in ("atom_xyz", "atom_B", "atom_occ"):
+        check(name, pair(sim_edit=with_model)[:2], fast_mode=name == "atom_xyz")
+
+
 def test_every_parameter_is_checked():
     covered = {n for kw, names, _ in FAMILIES.values() for n in names}
     covered |= {"Fclose", "Sclose", "close_distance", "source_directions", "source_weights", "water_size", "Fhkl",
-                "default_F"}
+                "default_F", "atom_xyz", "atom_B", "atom_occ"}
     covered |= {"panel_shifts", "panel_rotations"}  # gradcheck through the API in tests/test_panels.py
     assert covered == set(SPECS)
 

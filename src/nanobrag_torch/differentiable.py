@@ -15,6 +15,7 @@ import torch
 
 from .crystal import axis_angle_umats, cell_parameters, mosaic_axis_angles
 from .geometry.vectors import unitize
+from .structure import atom_initial, atom_write, model_check, refresh_grid
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,12 @@ SPECS = {
                  _getter("crystal", "Fhkl"), _n_write("Fhkl"), check=_grid_check),
     "default_F": Spec("", "structure factor outside the grid (cells filled at construction keep their value)", _getter("crystal", "default_F"),
                       _n_write("default_F")),
+    "atom_xyz": Spec("Angstrom", "(atoms, 3) Cartesian coordinates of the atomic model (-model)", atom_initial("xyz"),
+                     atom_write("xyz"), "structure", model_check),
+    "atom_B": Spec("Angstrom^2", "(atoms,) isotropic B factors of the atomic model", atom_initial("B"),
+                   atom_write("B"), "structure", model_check),
+    "atom_occ": Spec("", "(atoms,) occupancies of the atomic model", atom_initial("occ"), atom_write("occ"),
+                     "structure", model_check),
     # detector
     "distance": Spec("mm", "sample to detector distance along the beam", _distance_initial, _distance_write),
     "close_distance": Spec("mm", "sample to detector plane distance", _close_initial,
@@ -398,10 +405,11 @@ SPECS = {
 }
 
 # derived quantities, recomputed after all writes (background after the fluence write)
-DERIVED = {"lattice": _lattice, "mosaic": _mosaic, "wavelengths": _wavelengths, "layers": _layers,
+DERIVED = {"structure": refresh_grid, "lattice": _lattice, "mosaic": _mosaic, "wavelengths": _wavelengths, "layers": _layers,
            "background": _background}
 
-EXCLUSIVE = [("mat", "cell"), ("mat", "misset"), ("distance", "close_distance")]
+EXCLUSIVE = [("mat", "cell"), ("mat", "misset"), ("distance", "close_distance"), ("Fhkl", "atom_xyz"),
+             ("Fhkl", "atom_B"), ("Fhkl", "atom_occ")]
 
 
 class Parameters(dict):

@@ -49,6 +49,7 @@ OPTIONS = {
     "binary_spots": (), "tophat_spots": (), "fudge": (F,), "printout_pixel": (I, I), "seed": (I,),
     "mosaic_seed": (I,), "misset_seed": (I,), "water": (F,),
     # nanobrag_torch's own options
+    "mtz": (S,), "mtz_column": (S,), "cif_sf": (S,), "cif_column": (S,), "model": (S,), "anomalous": (),
     "background": (S,), "background_thick": (F,), "background_density": (F,), "background_MW": (F,),
     "psf": (S,), "psf_fwhm": (F,), "psf_radius": (I,), "readout_noise": (F,), "flicker": (F,),
     "calibration": (F,), "calib_seed": (I,), "gain": (F,),

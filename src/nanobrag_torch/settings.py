@@ -38,6 +38,7 @@ def _defaults():
         calculate_noise=True, write_pgm=True, intfile_scale=0.0, pgm_scale=0.0, printout=False,
         progress=True, interpolate=2, shape="square", fudge=1.0, printout_fpixel=-1, printout_spixel=-1,
         seed=None, mosaic_seed=-12345678, misset_seed=None, water_size=0.0,
+        mtzfile=None, mtz_column=None, cif_sf_file=None, cif_column=None, modelfile=None, anomalous=False,
         dtype="float64", device="cpu", nthreads=0, trace_pixel=None, debug=False, compat="default",
         warnings=[], notes=[], exptfile=None, write_expt=None, expt=None, expt_panels=None, expt_real=None,
         pix0_option=False,
@@ -354,6 +355,12 @@ def parse(argv, preload=None):
         if has("-water") and a1:
             v.water_size = atof(nxt(i)) / 1e6
         # nanobrag_torch's own options
+        own = {"-mtz": "mtzfile", "-mtz_column": "mtz_column", "-cif_sf": "cif_sf_file", "-cif_column": "cif_column",
+               "-model": "modelfile"}
+        if tok in own:
+            setattr(v, own[tok], nxt(i))
+        if tok == "-anomalous":
+            v.anomalous = True
         if tok == "-dtype":
             v.dtype = nxt(i)
         if tok == "-device":

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import torch
 
-from . import compat, rng
+from . import compat, rng, sfsource
 from .crystal import Crystal, cell_parameters, lattice_vectors
 from .engine import R_E_SQR, Flags
 from .errors import InputFileError, UsageError
@@ -125,9 +125,11 @@ def build(v, say):
     check_detector_size(v)
     check_roi_and_mask(v)
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
-    fdump_present = v.hklfile is None and os.path.exists(v.dumpfile)
-    if v.hklfile is None and not fdump_present and v.default_F == 0.0:
-        raise UsageError(f"no structure factors: give -hkl FILE or -default_F F (no {v.dumpfile} to reuse)")
+    structure = sfsource.load(v)  # -mtz, -cif_sf or -model; may supply the cell
+    fdump_present = v.hklfile is None and structure is None and os.path.exists(v.dumpfile)
+    if v.hklfile is None and structure is None and not fdump_present and v.default_F == 0.0:
+        raise UsageError("no structure factors: give -hkl, -mtz, -cif_sf or -model FILE, or -default_F F "
+                         f"(no {v.dumpfile} to reuse)")
     if v.matfile is None and v.cell[0] == 0.0 and v.expt_real is None:
         raise UsageError("no crystal: give -cell a b c alpha beta gamma, -mat FILE or an -expt file with a crystal")
     if v.nthreads > 0:
@@ -179,6 +181,7 @@ def build(v, say):
             v.interpolate = 0
 
     crystal_vectors(v, say)
+    sfsource.check_cell(structure, cell_parameters(torch.tensor(v.real), torch.tensor(v.recip), v.volume)[0])
     real = v.real * 1e-10
     lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]  # C's rounding
     for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
@@ -210,7 +213,10 @@ def build(v, say):
 
     grid = getattr(v, "structure_factors", None)  # a dataset run reads them once for all its frames
     if grid is None:
-        grid = v.structure_factors = load_structure_factors(v, say, fdump_present)
+        grid, v.model_link = sfsource.grid(structure, v, say, sources) if structure else \
+            (load_structure_factors(v, say, fdump_present), None)
+        v.structure_factors = grid
+    model_link = getattr(v, "model_link", None)
     if grid is None or grid.count == 0:
         v.interpolate = 0
     if v.stolfile is not None:
@@ -238,6 +244,8 @@ def build(v, say):
                       interpolate=bool(v.interpolate), phi0=v.phi0, phistep=v.phistep, phisteps=v.phisteps,
                       spindle=tuple(v.spindle), mosaic_spread=v.mosaic_spread,
                       mosaic_umats=t(umats) if v.mosaic_spread > 0 else None)
+    if model_link is not None:
+        crystal.extra["structure"] = model_link  # makes the atoms refinable (parameters "atom_*")
     compat.phi_zero_note(v)
     used = getattr(v, "source_weights_used", True)
     beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths),

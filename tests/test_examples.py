@@ -45,3 +45,12 @@ def test_refine_panels():
     # true displacements 0.1-0.3 mm and turns 0.1-0.3 degrees; the fit starts from the nominal layout
     assert r["panel_shift_err_mm"] <= 0.01
     assert r["panel_rot_err_deg"] <= 0.01
+
+
+@pytest.mark.slow
+def test_refine_model():
+    r = run_example("refine_model.py")
+    assert r["xyz_rmsd_A"] <= 0.1
+    assert r["b_rel_err"] <= 0.05
+    assert r["stills"] >= 1
+    assert r["seconds"] < 300

@@ -8,7 +8,7 @@ no bulk solvent.
 
 Only one reflection per symmetry orbit is computed (h R for every rotation R, and -h unless the
 model is anomalous): the amplitudes of the orbit are equal. Reflections go through in chunks
-(bounded memory); with autograd each chunk is checkpointed, so memory does not grow with the
+(bounded memory); with autograd each chunk is recomputed in the backward pass, so memory does not grow with the
 number of reflections either.
 """
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from torch.utils.checkpoint import checkpoint
 
 HC_EV_A = 12398.42  # h c in eV Angstrom, as nanoBragg's -energy
 TERM_BUDGET = 1 << 21  # (reflection x atom) terms per chunk
@@ -104,6 +103,8 @@ class AtomicModel:
     fprime: torch.Tensor = None
     fdprime: torch.Tensor = None
     names: list = field(default_factory=list)  # atom labels for messages
+    # the last F computed, shared by the stills of one render pass (see `cached_structure_factors`)
+    _cache: tuple = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_atoms(cls, elements, xyz, B, occ=None, cell=(1.0, 1.0, 1.0, 90.0, 90.0, 90.0),
@@ -130,6 +131,25 @@ class AtomicModel:
     def structure_factors(self, hkl, amplitudes: bool = True) -> torch.Tensor:
         """F for (n, 3) Miller indices: amplitudes (float64) or complex values (complex128)."""
         return structure_factors(self, hkl, amplitudes)
+
+    def cached_structure_factors(self, reps: np.ndarray) -> torch.Tensor:
+        """Amplitudes at `reps`, reused while the atoms (the same tensors, unchanged) and the grad
+        mode stay the same: several stills of one model then share one computation and one
+        graph. A backward pass through the result forgets it, so a freed graph is never reused."""
+        tensors = (self.xyz, self.B, self.occ, self.fprime, self.fdprime)
+        state = (torch.is_grad_enabled(), [None if t is None else t._version for t in tensors])
+        c = self._cache
+        if c is not None and c[0] == state and all(a is b for a, b in zip(c[1], tensors)) \
+                and (c[2] is reps or (c[2].shape == reps.shape and np.array_equal(c[2], reps))):
+            return c[3]
+        F = structure_factors(self, reps)
+        if F.requires_grad:
+            F.register_hook(self._forget)
+        self._cache = (state, tensors, reps, F)
+        return F
+
+    def _forget(self, grad):
+        self._cache = None
 
 
 def form_factors(coefs: np.ndarray, fprime: np.ndarray, stol2: np.ndarray) -> np.ndarray:
@@ -187,7 +207,7 @@ def structure_factors(model: AtomicModel, hkl, amplitudes: bool = True) -> torch
     fpp = torch.zeros(n_el, dtype=torch.float64, device=dev) if model.fdprime is None else \
         model.fdprime.to(dev, torch.float64)
     grad = torch.is_grad_enabled() and any(x.requires_grad for x in (model.xyz, model.B, model.occ, fpp))
-    run = (lambda fn, *args: checkpoint(fn, *args, use_reentrant=False)) if grad else (lambda fn, *args: fn(*args))
+    run = _Recomputed.apply if grad else (lambda fn, *args: fn(*args))
     axis = _row_axis(recip_np)
     if axis is None or len(hkl_np) == 0:
         step = max(1, TERM_BUDGET // max(1, images.shape[0]))
@@ -200,6 +220,30 @@ def structure_factors(model: AtomicModel, hkl, amplitudes: bool = True) -> torch
     if not amplitudes:
         return torch.complex(real, imag)
     return safe_amplitude(real, imag)
+
+
+class _Recomputed(torch.autograd.Function):
+    """fn(*args) without keeping its intermediate values: backward evaluates it again, so memory
+    stays at one chunk (torch.utils.checkpoint would do too, but its first use imports ~800
+    modules)."""
+
+    @staticmethod
+    def forward(ctx, fn, *args):
+        ctx.fn, ctx.layout = fn, [torch.is_tensor(a) for a in args]
+        ctx.others = [None if torch.is_tensor(a) else a for a in args]
+        ctx.save_for_backward(*[a for a in args if torch.is_tensor(a)])
+        return fn(*args)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved, needs = iter(ctx.saved_tensors), ctx.needs_input_grad[1:]
+        args = [next(saved).detach().requires_grad_(need) if is_tensor else other
+                for is_tensor, other, need in zip(ctx.layout, ctx.others, needs)]
+        with torch.enable_grad():
+            outputs = ctx.fn(*args)
+        wanted = [a for a, need in zip(args, needs) if need]
+        got = iter(torch.autograd.grad(outputs, wanted, grads, allow_unused=True))
+        return (None, *[next(got) if need else None for need in needs])
 
 
 def _row_axis(recip: np.ndarray):
@@ -337,7 +381,7 @@ class ModelGrid:
         return cls(model, hkl, reps, torch.as_tensor(inverse), torch.as_tensor(flat))
 
     def amplitudes(self) -> torch.Tensor:
-        F = structure_factors(self.model, self.reps)
+        F = self.model.cached_structure_factors(self.reps)
         return F[self.inverse.to(F.device)]
 
     def fill(self, grid: torch.Tensor) -> torch.Tensor:

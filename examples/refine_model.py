@@ -25,7 +25,7 @@ STILLS, PIXELS, PIXEL_MM, DISTANCE_MM = 4, 96, 0.33, 40.0  # corners at ~2 A
 DMIN = 1.8  # structure factors are computed to here (beyond the detector's corners)
 PEAK, BACKGROUND = 2e4, 1.0  # photons in the brightest pixel; flat known background per pixel
 START_RMS, B_FACTOR = 0.3, 1.2
-MAX_ROUNDS, STOP = 4, 0.5  # L-BFGS rounds; stop when a round gains less log-likelihood than STOP
+MAX_ROUNDS, STOP = 2, 0.5  # L-BFGS rounds; stop when a round gains less log-likelihood than STOP
 
 
 def made_up_model(rng):

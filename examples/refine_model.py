@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import torch
+from lbfgs_rounds import fit
 
 import nanobrag_torch as nb
 from nanobrag_torch.structure import AtomicModel, attach_model
@@ -73,48 +74,31 @@ def main():
     xyz_true, B_true = truth.xyz.clone(), truth.B.clone()
 
     shift = torch.randn(ATOMS, 3, dtype=torch.float64)
-    xyz = (xyz_true + shift * (START_RMS / shift.pow(2).sum(1).mean().sqrt())).requires_grad_(True)
-    log_B = torch.log(B_true * B_FACTOR).requires_grad_(True)
+    xyz0 = xyz_true + shift * (START_RMS / shift.pow(2).sum(1).mean().sqrt())
+    # one vector for the optimizer: coordinates (A), then log B (B stays positive)
+    x = torch.cat((xyz0.reshape(-1), torch.log(B_true * B_FACTOR))).requires_grad_(True)
     params = [nb.parameters(sim, "atom_xyz", "atom_B") for sim in sims]
 
-    def rmsd():
-        return float((xyz.detach() - xyz_true).pow(2).sum(1).mean().sqrt())
+    def unpack():
+        return x[:3 * ATOMS].reshape(ATOMS, 3), x[3 * ATOMS:].exp()
 
-    def b_error():
-        return float(((log_B.detach().exp() - B_true) / B_true).pow(2).mean().sqrt())
+    def errors():
+        xyz, B = (t.detach() for t in unpack())
+        return {"xyz_rmsd_A": float((xyz - xyz_true).pow(2).sum(1).mean().sqrt()),
+                "b_rel_err": float(((B - B_true) / B_true).pow(2).mean().sqrt()), "stills": STILLS}
 
     def nll():
-        total, B = 0.0, log_B.exp()
+        xyz, B = unpack()
+        total = 0.0
         for p, sim, obs in zip(params, sims, observed):
             p["atom_xyz"], p["atom_B"] = xyz, B  # the same tensors: the stills share one F computation
             expected = sim.run() * scale + BACKGROUND
             total = total + (expected - obs * torch.log(expected)).sum()
         return total
 
-    optimizer = torch.optim.LBFGS([xyz, log_B], lr=1.0, max_iter=15, history_size=20, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = nll()
-        loss.backward()
-        return loss
-
     print(f"{ATOMS} atoms in {SPACEGROUP} ({len(truth.symmetry.rot) * ATOMS} in the cell), {STILLS} stills of "
-          f"{PIXELS}x{PIXELS} pixels; start: xyz rmsd {rmsd():.3f} A, B rms error {b_error():.3f}")
-    previous = float("inf")
-    for rnd in range(MAX_ROUNDS):
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(nll())
-        print(f"round {rnd + 1}: -logL = {loss:.10g}  xyz rmsd {rmsd():.4f} A  B error {b_error():.4f}  "
-              f"({time.time() - start_time:.0f} s)")
-        if previous - loss < STOP:
-            break
-        previous = loss
-    print(f"cpu seconds {time.process_time():.1f}")
-    print(f"RESULT xyz_rmsd_A={rmsd():.4f} b_rel_err={b_error():.4f} stills={STILLS} "
-          f"seconds={time.time() - start_time:.1f}")
+          f"{PIXELS}x{PIXELS} pixels; starting {START_RMS} A rms off, B x {B_FACTOR}")
+    fit(x, nll, errors, start_time, MAX_ROUNDS, STOP, max_iter=15, tolerance_grad=1e-9, tolerance_change=1e-12)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,27 @@ def test_recorded_command_leaves_out_how_it_was_run():
 
     argv = ["-frames", "4", "-workers", "2", "-nexus", "a.nxs", "-resume", "-scheduler", "tcp://h:1", "-overwrite"]
     assert frames_command(argv) == ["-frames", "4", "-nexus", "a.nxs"]
+
+
+def test_workers_share_one_kernel_build(tmp_path):
+    """Processes sharing the kernel cache build a missing kernel once: a second builder waits for
+    the first (then finds the kernel built and loads it)."""
+    import threading
+
+    from nanobrag_torch.fused import build_lock
+
+    path = str(tmp_path / "cache" / "kernel.pt2")
+    order = []
+
+    def second():
+        with build_lock(path):
+            order.append("second")
+
+    with build_lock(path):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # blocked while the first holds the lock
+        order.append("first")
+    waiter.join(30)
+    assert order == ["first", "second"]

@@ -12,7 +12,9 @@ fluence...) are inputs of the compiled kernel; only what shapes the loop nest (c
 shape and size, which optional factors apply) is baked in and named by the cache key.
 """
 import atexit
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
@@ -224,7 +226,9 @@ def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, a
                    detector.dtype)
 
         if not os.path.exists(path):
-            build()
+            with build_lock(path):
+                if not os.path.exists(path):  # else another process (a Dask worker, a parallel run) built it
+                    build()
 
         def run(inputs):
             # the package is looked up on every call, so release() can unload it whoever holds `run`
@@ -234,6 +238,19 @@ def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, a
             return tuple(loader.run(inputs))
     _LOADED[key] = run
     return run
+
+
+@contextlib.contextmanager
+def build_lock(path):
+    """One build of a kernel at a time among processes sharing the cache: the others wait for it
+    and then load it (the lock goes with its holder, even a killed one)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load_package(path, build):

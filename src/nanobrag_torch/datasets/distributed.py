@@ -26,6 +26,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -99,6 +100,9 @@ class Job:
 # ---------------------------------------------------------------- on the workers
 
 _WORKER: dict = {}  # this worker process's Renderer for the job it last ran
+# one chunk at a time per process: a worker started with several Dask threads would otherwise
+# render two chunks at once through the one Renderer (whose simulation each frame changes)
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def _renderer(job: Job):
@@ -164,7 +168,7 @@ def render_chunk(job: Job, number: int, first: int, end: int) -> dict:
     from .render import render_frames
 
     start = time.perf_counter()
-    with _folder(job.cwd):
+    with _ONE_AT_A_TIME, _folder(job.cwd):
         records = finished_chunk(job, number, first, end)
         rendered = records is None
         if rendered:
@@ -304,5 +308,4 @@ def report(say, plan, todo, manifests, retried, progress) -> None:
 
 
 def _main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()

@@ -66,25 +66,30 @@ def _render(rows, cols, geo, inc, ebin, wl, weight, table, anchor, coef, flags, 
 
 
 _prange = range
-_COMPILED = [None, False]
+_BUILT = {}
 
 
-def compiled():
-    """The compiled loop (built on first use, cached on disk by numba), or None without numba."""
-    if not _COMPILED[1]:
-        _COMPILED[1] = True
+def _jit(name, helpers=()):
+    """`name` compiled with numba (parallel, cached on disk), its helpers compiled for it to call;
+    None without numba.  Built once per process."""
+    if name not in _BUILT:
         try:
             import numba
         except ImportError:  # pragma: no cover - numba is a dependency
+            _BUILT[name] = None
             return None
-        scope = dict(globals(), _prange=numba.prange)
         import types
-        for name in ("_interval", "_pixel"):
-            fn = globals()[name]
-            scope[name] = numba.njit(cache=True)(types.FunctionType(fn.__code__, scope, name))
-        render = types.FunctionType(_render.__code__, scope, "_render")
-        _COMPILED[0] = numba.njit(cache=True, parallel=True)(render)
-    return _COMPILED[0]
+        scope = dict(globals(), _prange=numba.prange)
+        for helper in helpers:
+            scope[helper] = numba.njit(cache=True)(types.FunctionType(globals()[helper].__code__, scope, helper))
+        fn = types.FunctionType(globals()[name].__code__, scope, name)
+        _BUILT[name] = numba.njit(cache=True, parallel=True)(fn)
+    return _BUILT[name]
+
+
+def compiled():
+    """The compiled render loop, or None without numba."""
+    return _jit("_render", ("_interval", "_pixel"))
 
 
 def render(geo, incident, e_b, wavelengths, weights, table, anchor, coefficients, oversample, point_pixel,
@@ -121,18 +126,6 @@ def _spread(image, radii, kernel, levels, ext):
             ext[y, x] = acc
 
 
-_SPREAD = [None, False]
-
-
 def compiled_spread():
     """The compiled PSF gather, or None without numba."""
-    if not _SPREAD[1]:
-        _SPREAD[1] = True
-        try:
-            import numba
-        except ImportError:  # pragma: no cover - numba is a dependency
-            return None
-        import types
-        scope = dict(globals(), _prange=numba.prange)
-        _SPREAD[0] = numba.njit(cache=True, parallel=True)(types.FunctionType(_spread.__code__, scope, "_spread"))
-    return _SPREAD[0]
+    return _jit("_spread")

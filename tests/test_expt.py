@@ -332,3 +332,20 @@ def test_space_group_is_carried_while_the_crystal_is_the_files(tmp_path, monkeyp
     assert nb.read_expt("same.expt").space_group == " P 4 2"
     assert nb.read_expt("other.expt").space_group == " P 1"
     assert nb.read_expt("other.expt").real[0] == pytest.approx([50.0, 0.0, 0.0])
+
+
+def test_pix0_vector_is_honoured_under_compat_fixed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    frame = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2", "-N", "5",
+             "-detpixels", "64", "-pixel", "0.1", "-fdet_vector", "0", "0", "1", "-sdet_vector", "0", "-1", "0",
+             "-odet_vector", "1", "0", "0", "-beam_vector", "1", "0", "0"]
+    # corner at (0.1, 0.005, -0.02) m: the beam meets the panel 20 mm along fast and 5 mm along slow
+    pix0 = ["-pix0_vector", "0.1", "0.005", "-0.02"]
+    assert cli.main(frame + pix0 + ["-compat", "fixed"] + _outputs("fixed.bin")) == 0
+    assert "-pix0_vector has no effect" not in capsys.readouterr().err
+    assert cli.main(frame + pix0 + _outputs("ignored.bin")) == 0
+    assert "-pix0_vector has no effect" in capsys.readouterr().err
+    assert cli.main(frame + ["-Xbeam", "20", "-Ybeam", "5", "-distance", "100"] + _outputs("beam.bin")) == 0
+    fixed, ignored, beam = floats("fixed.bin"), floats("ignored.bin"), floats("beam.bin")
+    assert np.array_equal(fixed, beam) and fixed.max() > 0
+    assert not np.array_equal(ignored, beam)  # without -compat fixed the detector stays centred

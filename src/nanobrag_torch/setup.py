@@ -145,6 +145,8 @@ def build(v, say):
     device = pick_device(v.device)
 
     say(f"{v.convention.lower()} convention selected.")
+    if v.pix0_option and v.compat == "fixed":
+        v.pivot = "pix0"  # nanoBragg.c recomputes pix0 from the pivot; -compat fixed takes it as given
     det = Detector(fpixels=v.fpixels, spixels=v.spixels, pixel_size=v.pixel_size, fdet=v.fdet, sdet=v.sdet,
                    odet=v.odet, beam=v.beam, twotheta_axis=v.twotheta_axis, pivot=v.pivot, distance=v.distance,
                    close_distance=None if math.isnan(v.close_distance) else v.close_distance,
@@ -157,8 +159,8 @@ def build(v, say):
         say("pivoting detector around sample")
     if v.pix0_option and v.pivot != "pix0":
         logger.info("-pix0_vector has no effect, as in nanoBragg.c (the pivot recomputes pix0 from the beam centre "
-                    "and distance); give the panel as -fdet_vector/-sdet_vector/-beam_vector with -Xbeam/-Ybeam/-distance "
-                    "or in an -expt file")
+                    "and distance); -compat fixed honours it, or give the panel as -fdet_vector/-sdet_vector/"
+                    "-beam_vector with -Xbeam/-Ybeam/-distance or in an -expt file")
     geo = det.geometry()
     if v.pivot == "beam":
         say("pivoting detector around direct beam spot")

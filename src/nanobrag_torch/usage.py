@@ -56,7 +56,7 @@ GROUPS = [
         ("-twotheta deg", "detector rotation about -twotheta_axis x y z (default 0)"),
         ("-detector_rotx/-detector_roty/-detector_rotz deg", "detector rotations (default 0)"),
         ("-fdet_vector/-sdet_vector/-odet_vector x y z", "fast, slow, normal detector axes (default per convention)"),
-        ("-pix0_vector x y z", "position of the first pixel (m)"),
+        ("-pix0_vector x y z", "corner of the first pixel (m); no effect, as in C, unless -compat fixed"),
         ("-curved_det/-curved_detector", "all pixels at the same distance"),
         ("-point_pixel", "no obliquity in the pixel solid angle"),
         ("-detector_thick um", "sensor thickness (default 0), -detector_thicksteps/-thicksteps n layers"),

@@ -96,7 +96,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default=",".join(WORKLOADS))
-    parser.add_argument("--out", help="JSON record (default benchmarks/results/sf-<UTC time>.json)")
+    parser.add_argument("--out", help="JSON record (default benchmarks/results/structure_factors/sf-<UTC time>.json)")
     args = parser.parse_args(argv)
     record = {"machine": machine_info(), "git": git_state(), "loadavg_before": os.getloadavg(),
               "atoms": ATOMS, "dmin_A": DMIN, "workloads": {}}
@@ -118,7 +118,8 @@ def main(argv=None):
             print(f"| {name} | {desc} | {n} | {med(f_times):.2f} ({med(f_cpu):.1f} CPU) | "
                   f"{med(c_times):.2f} ({med(c_cpu):.1f} CPU) | {peak / 1024:.0f} |")
     record["loadavg_after"] = os.getloadavg()
-    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / time.strftime(
+    # a folder of their own: run.py's history plot reads the records in benchmarks/results/
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / "structure_factors" / time.strftime(
         "sf-%Y%m%d-%H%M%S.json", time.gmtime())
     out.write_text(json.dumps(record, indent=1))
     print(f"record: {out} (load average {record['loadavg_before'][0]:.1f} -> {record['loadavg_after'][0]:.1f})")

@@ -107,6 +107,7 @@ def test_source_file_note(tmp_path, capsys, text, expected):
     ("0 0 0 10 5\n1 0 0 20 6\n", "four numbers at a time"),
     ("# a comment\n0 0 0 10\n", "first comment"),
     ("0 0 0 10\n1 0 0 20\n", None),
+    ("0 0 0 10\n1 0 0 20\n# a comment after the data\n", None),
 ])
 def test_hkl_file_note(tmp_path, capsys, text, expected):
     (tmp_path / "f.hkl").write_text(text)

@@ -196,10 +196,11 @@ def _say_non_integer(hkl, say):
 def hkl_note(path):
     """The note for an HKL file that nanoBragg.c would read differently, or None."""
     text = hkl_io.read_text(path)
-    lines = [line.split() for line in text.split("\n")]
-    lines = [words for words in lines if words]
-    columns = {len(words) for words in lines}
-    if "#" in text:
+    first = text.find("#")
+    read_by_c = text if first < 0 else text[:first]  # nanoBragg.c stops at the first '#'
+    columns = {len(words) for words in (line.split() for line in read_by_c.split("\n")) if words}
+    after = text[first:].split("\n")[1:] if first >= 0 else []
+    if any(line.split() and not line.lstrip().startswith("#") for line in after):
         why = "stop reading at its first comment"
     elif columns - {4}:
         why = f"read it four numbers at a time although its lines have {'/'.join(map(str, sorted(columns)))} columns"

@@ -102,8 +102,9 @@ def run_chunks(client, job, chunks, manifests, show_progress=True) -> tuple:
             frames += manifest["end"] - manifest["first"]
             progress.frame_done(frames)
     except (FutureCancelledError, OSError) as exc:
-        raise SchedulerLost(f"lost the Dask scheduler mid-run ({type(exc).__name__}); {len(manifests)} of "
-                            f"{len(chunks)} chunks are written; run the same command with -resume to finish") from None
+        raise SchedulerLost(f"lost the Dask scheduler mid-run ({type(exc).__name__}); the {len(manifests)} chunks "
+                            "reported finished and any others its workers finish are kept; run the same command "
+                            "with -resume to finish") from None
     return retried, progress
 
 

@@ -240,7 +240,9 @@ def render_distributed(base, plan: FramePlan, sinks, opts, argv, say) -> int:
                                                                nexus)
         report(say, plan, todo, manifests, retried, progress)
         if stopped:
-            print(f"nanoBragg: interrupted; {len(manifests) + len(done)} of {len(chunks)} chunks are written; "
+            # counted on disk: workers finish the chunks in their hands while the cluster shuts down
+            written = sum(finished_chunk(job, *chunk) is not None for chunk in chunks)
+            print(f"nanoBragg: interrupted; {written} of {len(chunks)} chunks are written; "
                   "run the same command with -resume to continue", file=sys.stderr)
             return 128 + stopped
         if nexus is not None:

@@ -167,8 +167,7 @@ class ShotTable:
         path = os.path.join(folder, "shot_%05d_sources.txt" % (index + 1))
         position = -10.0 * self.beam / np.linalg.norm(self.beam)  # nanoBragg's default source distance
         with open(path, "w") as handle:
-            for wl in shot["wavelengths_A"]:
-                handle.write("%.17g %.17g %.17g 1 %.17g\n" % (*position, wl * 1e-10))
+            handle.writelines("%.17g %.17g %.17g 1 %.17g\n" % (*position, wl * 1e-10) for wl in shot["wavelengths_A"])
         return {SOURCEFILE: path}
 
 

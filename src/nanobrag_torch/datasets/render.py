@@ -157,6 +157,8 @@ def tune(sim, frames: int) -> None:
     terms = sim.terms_per_pixel()
     if sim.use_compile is None and frames * d.spixels * d.fpixels * terms >= COMPILE_MIN_WORK and compile_available():
         sim.use_compile = True
+    if sim.use_compile is not True:
+        return  # the eager engine keeps its own chunking
     per_chunk = max(1, min(rows, sim.chunk_size(fused=True) // max(cols, 1)))
     while rows % per_chunk:
         per_chunk -= 1

@@ -162,3 +162,13 @@ def test_resume_refuses_a_different_command(work, capsys):
     run(SMALL + ["-frames", "2", "-nexus", "s.nxs"])
     assert cli.main(SMALL + ["-frames", "2", "-nexus", "s.nxs", "-resume", "-distance", "120"]) == 2
     assert "different command" in capsys.readouterr().err
+
+
+def test_cbf_names_outside_ascii(work):
+    """A prefix with white space and non-ASCII letters still gives CBF files pycbf and fabio read."""
+    run(SMALL + ["-frames", "1", "-cbf", "é x"])
+    assert fabio.open("é x_00001.cbf").data.shape == (24, 24)
+    handle = pycbf.cbf_handle_struct()
+    handle.read_file("é x_00001.cbf".encode(), pycbf.MSG_DIGEST)
+    handle.select_datablock(0)
+    assert handle.datablock_name() == b"__x_00001"

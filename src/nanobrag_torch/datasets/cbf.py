@@ -28,7 +28,8 @@ PADDING = 4095
 
 
 def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else " " for c in text)
+    """CIF header text is ASCII: other characters (control, non-ASCII in file names) become '?'."""
+    return "".join(c if c.isprintable() and c.isascii() else "?" for c in text)
 
 
 def _wrapped(key: str, text: str, width: int = 78) -> list:
@@ -74,6 +75,11 @@ def minicbf_header(result, command) -> str:
     return "\r\n".join(lines)
 
 
+def _block_name(name: str) -> str:
+    """A CIF data block name: ASCII without white space."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "_" for c in name) or "image"
+
+
 def minicbf_bytes(name: str, header: str, pixels: np.ndarray) -> bytes:
     """A whole miniCBF file: header, MIME block and byte-offset data (signed 32-bit)."""
     data = np.ascontiguousarray(pixels, dtype=np.int32)
@@ -81,7 +87,7 @@ def minicbf_bytes(name: str, header: str, pixels: np.ndarray) -> bytes:
     md5 = base64.b64encode(hashlib.md5(packed).digest()).decode("ascii")
     slow, fast = data.shape
     text = (f"###CBF: VERSION 1.5, nanobrag_torch {program_version()}\r\n\r\n"
-            f"data_{name}\r\n\r\n"
+            f"data_{_block_name(name)}\r\n\r\n"
             "_array_data.header_convention \"GENERIC_MINI\"\r\n"
             "_array_data.header_contents\r\n;\r\n" + header + "\r\n;\r\n\r\n"
             "_array_data.data\r\n;\r\n--CIF-BINARY-FORMAT-SECTION--\r\n"

@@ -53,6 +53,23 @@ WORKLOADS = {
            "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1.0 -N 5 -distance 200 -detpixels 3072 "
            "-pixel 0.05"),
 }
+W2 = WORKLOADS["W2"][1]
+LYSO = "-hkl lyso.hkl -mat lyso.mat -lambda 1.0 -N 10 -distance 100 -detpixels 512 -pixel 0.1 -mosaic 0.5 -mosaic_dom 5"
+WORKLOADS.update({
+    # after one W2 run, W2 with another count: the same compiled kernel serves them (no build)
+    "W2-N6": ("W2, another crystal size", W2.replace("-N 5", "-N 6")),
+    "W2-dom11": ("W2, 11 mosaic domains", W2.replace("-mosaic_dom 10", "-mosaic_dom 11")),
+    "W2-phi6": ("W2, 6 phi steps", W2.replace("-phisteps 5", "-phisteps 6")),
+    "W2-over3": ("W2, 3x3 sub-pixels", W2.replace("-oversample 2", "-oversample 3")),
+    "W2-2048": ("W2, 2048^2 pixels", W2.replace("-detpixels 1024", "-detpixels 2048")),
+    "T1": ("512^2 lysozyme still", LYSO),
+    "T1-over6": ("T1 with 6x6 sub-pixels", LYSO + " -oversample 6"),
+    "M6144": ("6144^2 plain still (memory)", WORKLOADS["W4"][1].replace("-detpixels 3072 -pixel 0.05",
+                                                                         "-detpixels 6144 -pixel 0.025")),
+})
+# workloads that share another's kernel cache, and run right after it (its kernel is then warm)
+CACHE_OF = {"W2-N6": "W2", "W2-dom11": "W2", "W2-phi6": "W2", "W2-over3": "W2", "W2-2048": "W2", "T1-over6": "T1"}
+LYSOZYME = ("lyso.hkl", "lyso.mat")  # written by lysozyme_fixtures()
 GOLDEN_AUX = Path(os.environ.get("NB_GOLDEN_AUX_DIR", GOLDEN.parent / "golden_aux"))
 # the companion programs (nonBragg, noisify) against their C builds: (description, program, arguments)
 COMPANIONS = {
@@ -236,11 +253,54 @@ def prepare(folder, wl=(), env=None):
     for name, src in FIXTURES.items():
         if src.exists():
             shutil.copy(src, folder / name)
+    if "lyso.hkl" in wl:
+        lysozyme_fixtures(folder)
     for name, command in GENERATED.items():
         if name in wl:
             subprocess.run(_companion_cmd("nonBragg") + shlex.split(command), cwd=folder, env=env,
                            capture_output=True, timeout=1800, check=True)
     return folder
+
+
+def lysozyme_fixtures(folder):
+    """lyso.hkl and lyso.mat for T1: hen egg-white lysozyme's cell (P4(3)2(1)2, a = b = 79.1, c = 37.9 A) in
+    an arbitrary orientation, with every reflection to 1.5 A (the detector's corner reaches 1.6 A) and
+    structure factors drawn from a fixed seed (Wilson-like falloff): deterministic, made here."""
+    a, c = 79.1, 37.9
+    rng = np.random.default_rng(20261130)
+    hmax, lmax = int(a / 1.5), int(c / 1.5)
+    h, k, l = np.meshgrid(np.arange(-hmax, hmax + 1), np.arange(-hmax, hmax + 1), np.arange(-lmax, lmax + 1),
+                          indexing="ij")
+    s2 = (h / a) ** 2 + (k / a) ** 2 + (l / c) ** 2  # 1/d^2
+    keep = s2 <= 1 / 1.5 ** 2
+    f = 400.0 * np.exp(-6.0 * s2[keep]) * rng.exponential(1.0, keep.sum()) ** 0.5
+    rows = np.column_stack((h[keep], k[keep], l[keep]))
+    with open(folder / "lyso.hkl", "w") as handle:
+        handle.writelines(f"{x} {y} {z} {v:.2f}\n" for (x, y, z), v in zip(rows.tolist(), f.tolist()))
+    angles = np.radians([12.0, 27.0, 41.0])
+    rot = np.eye(3)
+    for axis, angle in enumerate(angles):
+        cs, sn = np.cos(angle), np.sin(angle)
+        r = np.eye(3)
+        i, j = [m for m in range(3) if m != axis]
+        r[i, i], r[i, j], r[j, i], r[j, j] = cs, -sn, sn, cs
+        rot = r @ rot
+    # MOSFLM convention: columns a*, b*, c* times the wavelength (1 A)
+    recip = rot @ np.diag([1 / a, 1 / a, 1 / c])
+    with open(folder / "lyso.mat", "w") as handle:
+        handle.writelines(" ".join(f"{v:14.10f}" for v in row) + "\n" for row in recip)
+
+
+def wait_for_builds(cache):
+    """Wait until no process is building a kernel into `cache` (a first run builds one in the
+    background: it must not run on into the next timed run)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    for lock in Path(cache).glob("*.lock"):
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # blocks until the builder holding it is done
 
 
 def _companion_cmd(program):
@@ -268,24 +328,34 @@ def bench_workload(name, runner, args, py_cmd, c_cmd, env_py, env_c, tmp):
         print(f"{name}: skipped, missing fixture(s) {[str(FIXTURES[f]) for f in missing]}", file=sys.stderr)
         return {"skipped": f"missing fixtures {missing}"}
     base = Path(tmp) / name
+    cache = None
     if not args.reuse_cache:
-        # a private, empty kernel cache: the first run is a true cold start (it compiles)
-        env_py = dict(env_py, NANOBRAGG_CACHE=str(base / "kernel-cache"))
+        # a private, empty kernel cache: the first run is a true cold start (no kernel yet); the
+        # W2 and T1 variants share W2's and T1's (warm when those ran first)
+        cache = Path(tmp) / CACHE_OF.get(name, name) / "kernel-cache"
+        env_py = dict(env_py, NANOBRAGG_CACHE=str(cache))
     sides = {"ours": (prepare(base / "ours", wl, env_py), py_cmd + wl, env_py)}
     if c_cmd:
         sides["c"] = (prepare(base / "c", wl, env_py), c_cmd + wl, env_c)
     runs = {side: [] for side in sides}
     for i in range(args.repeats):
         for side, (folder, cmd, env) in sides.items():  # alternate A/B so drifts hit both
+            if side == "c" and i >= args.c_repeats:
+                continue
             wall, cpu, rss, rc = runner.run(cmd, folder, env, folder / f"run{i}.log")
-            runs[side].append({"wall_s": round(wall, 4), "cpu_s": cpu, "rss_kb": rss, "rc": rc})
+            waited = time.perf_counter()
+            wait_for_builds(cache or Path(env.get("NANOBRAGG_CACHE", Path.home() / ".cache" / "nanobrag_torch")))
+            waited = time.perf_counter() - waited
+            runs[side].append({"wall_s": round(wall, 4), "cpu_s": cpu, "rss_kb": rss, "rc": rc,
+                               "background_build_s": round(waited, 2), "notes": _notes(folder / f"run{i}.log")})
             msg = f"{name} {side:4s} run {i + 1}/{args.repeats}: {wall:8.2f} s wall"
             msg += f" {cpu:8.2f} s cpu" if cpu is not None else ""
             msg += f"  {rss / 1024:7.1f} MiB" if rss else ""
             if rc != 0:
                 msg += f"  FAILED (exit {rc}); log tail:\n" + _tail(folder / f"run{i}.log")
             print(msg, file=sys.stderr, flush=True)
-    result = {"description": description, "program": program, "args": args_text}
+    result = {"description": description, "program": program, "args": args_text,
+              "kernel_cache_of": CACHE_OF.get(name, name)}
     for side in sides:
         result[side] = summarize(runs[side])
     if args.render_time or program != "nanoBragg":  # the companions' criterion is the in-process time
@@ -327,6 +397,14 @@ def render_time(folder, py_cmd, wl, env, args, script="render_time.py"):
     print(f"render time ({result['device']}, compiled: {result['compiled']}): median {result['median_s']:.3f} s "
           f"of {result['render_s']}", file=sys.stderr, flush=True)
     return result
+
+
+def _notes(path):
+    """The run's 'nanoBragg: note:' lines (what it said about compiled kernels)."""
+    try:
+        return [line.strip() for line in open(path, errors="replace") if line.startswith("nanoBragg: note:")]
+    except OSError:
+        return []
 
 
 def _tail(path, n=15):
@@ -450,6 +528,7 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="runs per program and workload (default 3)")
     p.add_argument("--quick", action="store_true", help="one run each")
+    p.add_argument("--c-repeats", type=int, help="runs of C per workload (default --repeats)")
     p.add_argument("--only", help="comma-separated workloads, e.g. W1,W3")
     p.add_argument("--c-bin", default=os.environ.get("NB_C_BIN"),
                    help="nanoBragg.c build to compare with (default $NB_C_BIN; none: ours only)")
@@ -475,8 +554,11 @@ def parse_args(argv):
         args.repeats = 1
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    args.c_repeats = min(args.repeats, args.c_repeats or args.repeats)
     known = list(WORKLOADS) + list(DATASETS) + list(DISTRIBUTED) + list(COMPANIONS)
-    args.names = known if not args.only else [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    by_upper = {w.upper(): w for w in known}
+    args.names = known if not args.only else [by_upper.get(w.strip().upper(), w.strip())
+                                              for w in args.only.split(",") if w.strip()]
     unknown = [w for w in args.names if w not in known]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {known}")

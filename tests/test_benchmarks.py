@@ -35,7 +35,7 @@ def test_benchmark_record_with_render_time(tmp_path):
     render = w1["ours"]["render"]
     assert render["device"] == "cpu" and render["dtype"] == "float32"
     assert len(render["render_s"]) == 3 and render["median_s"] > 0
-    assert render["compiled"] is False  # W1 is below the compile threshold
+    assert render["compiled"] is False  # the suite builds no kernel for automatic runs (tests/conftest.py)
     # the render alone is a part of the whole command-line run
     assert render["median_s"] < w1["ours"]["median_s"]
     assert abs(w1["render_ratio"] - render["median_s"] / w1["c"]["median_s"]) < 1e-9

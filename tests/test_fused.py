@@ -75,7 +75,10 @@ def test_compiled_path_equals_eager(inputs, name):
     assert len(fused._LOADED) == loaded + 1, "no kernel was built for this configuration"
     # the build's intermediate files went to a folder of its own, since removed
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == inductor and _listing(inductor) == before
-    assert [n for n in os.listdir(os.environ["NANOBRAGG_CACHE"]) if not n.endswith(".pt2")] == []
+    # the cache holds packages, their lock files and the build log, nothing else
+    assert [n for n in os.listdir(os.environ["NANOBRAGG_CACHE"])
+            if not n.endswith((".pt2", ".lock")) and n != "builds.log"] == []
+    assert not [n for n in os.listdir(os.environ["NANOBRAGG_CACHE"]) if ".build." in n or ".inductor." in n]
     assert eager.abs().max() > 0
     # same formulas; only the order of the per-pixel sum differs
     torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
@@ -146,11 +149,9 @@ def test_torch_compile_path_equals_eager(inputs):
     with torch.no_grad():
         eager = sim.run().reshape(-1)
         geo, incident, wl, wf, rot, _ = sim._prepared()
-        pixels = sim.detector.spixels * sim.detector.fpixels
         slow = torch.arange(sim.detector.spixels).repeat_interleave(sim.detector.fpixels)
         fast = torch.arange(sim.detector.fpixels).repeat(sim.detector.spixels)
-        kernel = fused.pixel_kernel(sim.detector, sim.crystal, sim.flags, wf, pixels, incident.shape[0], rot,
-                                    aot=False)
+        kernel = fused.pixel_kernel(sim.detector, sim.crystal, sim.flags, wf, aot=False)
         values, omega, _ = kernel(fused.kernel_inputs(slow, fast, geo, sim.detector, incident, wl, wf, rot,
                                                       sim.crystal, sim.flags))
     torch.testing.assert_close(values, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
@@ -180,10 +181,54 @@ def test_kernel_key_names_the_cpu(inputs, monkeypatch):
     """Kernels are compiled for the building machine's instruction set: another CPU gets its own."""
     sim = nb.from_args(CONFIGS["heavy_still"])
     module = fused.PixelKernel(sim.detector, sim.crystal, sim.flags, False)
-    key = module.key(100, 1, (5, 10), torch.float64, (17, 17, 17))
-    assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) == key
+    key = module.key(torch.float64)
+    assert module.key(torch.float64) == key
     monkeypatch.setitem(fused._SOURCE, "cpu", "another-cpu")
-    assert module.key(100, 1, (5, 10), torch.float64, (17, 17, 17)) != key
+    assert module.key(torch.float64) != key
+
+
+def _family(args):
+    sim = nb.from_args(args)
+    geo, incident, wl, wf, rot, _ = sim._prepared()
+    return fused.PixelKernel(sim.detector, sim.crystal, sim.flags, wf is not None).key(sim.detector.dtype)
+
+
+def test_kernel_key_names_only_what_changes_the_code(inputs):
+    """Counts and sizes are kernel inputs; the dtype, crystal shape and optional factors select kernels."""
+    base = CONFIGS["heavy_still"]
+    key = _family(base)
+    for extra in (["-N", "7"], ["-Na", "3"], ["-mosaic_dom", "3"], ["-phisteps", "2"], ["-oversample", "5"],
+                  ["-detpixels", "33"], ["-roi", "2", "9", "3", "7"], ["-dispersion", "2", "-dispsteps", "3"],
+                  ["-distance", "90"], ["-lambda", "1.3"], ["-default_F", "3"]):
+        assert _family(base + extra) == key, extra
+    for extra in (["-round_xtal"], ["-nopolar"], ["-polar", "0.9"], ["-dmin", "3"], ["-point_pixel"],
+                  ["-detector_thick", "100"]):
+        assert _family(base + extra) != key, extra
+    sim = nb.from_args(base)
+    module = fused.PixelKernel(sim.detector, sim.crystal, sim.flags, False)
+    assert module.key(torch.float32) != module.key(torch.float64)
+
+
+VARIANTS = [["-N", "6"], ["-Na", "1", "-Nb", "3"], ["-mosaic_dom", "3"], ["-phisteps", "1"], ["-oversample", "3"],
+            ["-oversample", "1", "-mosaic_dom", "1", "-phisteps", "1"], ["-detpixels", "27"],
+            ["-roi", "3", "11", "2", "16"]]
+
+
+def test_one_kernel_serves_every_count_and_size(inputs):
+    """After one heavy still, other crystal sizes, mosaic domains, phi steps, sub-pixels (1 included),
+    detector sizes and ROIs render on the same kernel, with no build, equal to the eager engine."""
+    _image(CONFIGS["heavy_still"], True)
+    loaded = dict(fused._LOADED)
+    files = sorted(os.listdir(os.environ["NANOBRAGG_CACHE"]))
+    for extra in VARIANTS:
+        args = CONFIGS["heavy_still"] + extra
+        compiled, sim = _image(args, True)
+        assert sim.stats["compiled_kernel"] is True and sim.use_compile is True, extra
+        eager, _ = _image(args, False)
+        assert eager.abs().max() > 0
+        torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
+    assert fused._LOADED == loaded
+    assert sorted(os.listdir(os.environ["NANOBRAGG_CACHE"])) == files
 
 
 def test_release_removes_extracted_packages_while_simulations_live(inputs, tmp_path, monkeypatch):
@@ -236,8 +281,8 @@ def test_command_line_notes_a_kernel_build_once(inputs, monkeypatch, capsys):
     from nanobrag_torch import cli
 
     monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
-    # -N 4 bakes a crystal size that no other test builds, so the first run here builds
-    args = CONFIGS["heavy_still"] + ["-N", "4", "-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
+    # -nopolar selects a kernel that no other test builds, so the first run here builds
+    args = CONFIGS["heavy_still"] + ["-nopolar", "-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
     assert cli.main(args) == 0
     err = capsys.readouterr().err.strip().splitlines()
     cache = os.environ["NANOBRAGG_CACHE"]

@@ -122,6 +122,7 @@ def run(argv, out=None):
             % sim.stats["interpolation_warning"])
         say("WARNING: further warnings will not be printed! ")
     image32 = background_noise.add_background(v, sim, image.detach().to("cpu", torch.float32).numpy(), say)
+    del image  # the float32 copy is all that is written
     background_noise.describe(v, say)
     if v.printout:
         from .trace import printout

@@ -8,7 +8,6 @@ mosaic domain at once, reproducing nanoBragg.c's accumulation rules:
 - tricubic interpolation is switched off for the rest of the run at the first term (in C loop
   order) whose 4x4x4 neighbourhood leaves the HKL grid; that term uses default_F.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -155,28 +154,32 @@ def _omega_per_pixel(omega, flags):
     return omega[:, 0, 0] * (omega.shape[1] * omega.shape[2])
 
 
-def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state):
+def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
+                  table=None):
     """render() for pixel indices (positions built here), without diagnostics."""
     pos = detector.positions(geo, fast, slow)
     if hasattr(detector, "chunk_geometry"):  # several panels: each pixel takes its own panel's values
         geo = detector.chunk_geometry(geo, slow)
     return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-                  diagnostics=False)
+                  diagnostics=False, table=table)
 
 
-def plain_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags):
+def plain_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, table=None):
     """(values, small per-pixel quantities) on the plain path: no per-term state, no diagnostics.
 
     A pure function from pixel indices to photons, so the simulator may hand a compiled copy of
     this very function the whole per-pixel reduction."""
     return render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags,
-                         _NO_INTERPOLATION)
+                         _NO_INTERPOLATION, table)
 
 
 def _lattice(crystal, h, k, l):
     """F_latt for every term (square: sincg products; other shapes: distance to the nearest relp)."""
+    # the compiled kernel's crystal holds its counts as input tensors (see fused.PixelKernel)
+    runtime = getattr(crystal, "runtime_counts", None)
     if crystal.shape == "square":
-        return lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge)
+        return lattice_factor("square", h, k, l, crystal.Na, crystal.Nb, crystal.Nc, crystal.fudge,
+                              runtime_counts=runtime)
     dh, dk, dl = (x - torch.ceil(x.detach() - 0.5) for x in (h, k, l))
     rs = crystal.recip
     dx = dh * rs[0, 0] + dk * rs[1, 0] + dl * rs[2, 0]
@@ -194,32 +197,54 @@ def scattering_vectors(diffracted, incident, wavelengths):
     return (diffracted.unsqueeze(-2) - incident) / wavelengths.unsqueeze(-1)
 
 
-def lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weights=None, per_source=False):
-    """Sum of F_cell^2 F_latt^2 over lattice orientations and (unless per_source) sources.
+def lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weights=None):
+    """Per source: sum of F_cell^2 F_latt^2 over lattice orientations, times the source's weight.
 
-    diffracted: (..., 3) unit vectors; returns (...) or, per_source, (..., N). weights: (N,) or None.
-    The hot loop of the simulator (nearest-neighbour structure factors, no per-term state)."""
+    diffracted: (..., 3) unit vectors; returns (..., N). weights: (N,) or None."""
     q = scattering_vectors(diffracted, incident, wavelengths)
     h, k, l = _miller(q, vectors)
     f_latt = _lattice(crystal, h, k, l)
     f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
-    term = f_cell * f_cell * f_latt * f_latt  # (..., N, K)
-    # length-1 axes are dropped rather than summed: a compiler then sees one plain reduction over
-    # the remaining axis and keeps every term of it in one vectorized loop
-    by_source = term[..., 0] if term.shape[-1] == 1 else term.sum(-1)
-    if weights is not None:
-        by_source = by_source * weights
-    if per_source:
-        return by_source
-    return by_source[..., 0] if by_source.shape[-1] == 1 else by_source.sum(-1)
+    by_source = (f_cell * f_cell * f_latt * f_latt).sum(-1)  # (..., N)
+    return by_source if weights is None else by_source * weights
+
+
+TABLE_ROWS = 13
+
+
+def term_table(incident, wavelengths, vectors, weights=None):
+    """What each (source, orientation) term j (source-major) needs, one row per quantity: (13, N*K).
+
+    Rows 0-8: a/lambda, b/lambda, c/lambda (x, y, z each); rows 9-11: (i.a, i.b, i.c)/lambda; row 12:
+    the source's weight. Then h = d.a/lambda - i.a/lambda = q.a for a unit diffracted vector d, so
+    the sum over sources and orientations is one contiguous axis (a compiler's vector loop)."""
+    scaled = vectors[None] / wavelengths[:, None, None, None]  # (N, K, 3 vectors, 3 coordinates)
+    offsets = (incident[:, None, None, 0] * scaled[..., 0] + incident[:, None, None, 1] * scaled[..., 1]
+               + incident[:, None, None, 2] * scaled[..., 2])  # (N, K, 3)
+    n, k = scaled.shape[:2]
+    w = torch.ones_like(wavelengths) if weights is None else weights
+    rows = [scaled[..., v, c] for v in range(3) for c in range(3)] + [offsets[..., v] for v in range(3)]
+    rows.append(w[:, None].expand(n, k))
+    return torch.stack([r.reshape(n * k) for r in rows])
+
+
+def table_lattice_sum(diffracted, table, crystal):
+    """Sum of weight x F_cell^2 F_latt^2 over every (source, orientation) term of `table` (see
+    term_table): (..., 3) unit diffracted vectors -> (...). The hot loop of the simulator."""
+    dx, dy, dz = diffracted[..., 0:1], diffracted[..., 1:2], diffracted[..., 2:3]
+    h, k, l = (dx * table[3 * v] + dy * table[3 * v + 1] + dz * table[3 * v + 2] - table[9 + v] for v in range(3))
+    f_latt = _lattice(crystal, h, k, l)
+    f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
+    return (f_cell * f_cell * f_latt * f_latt * table[12]).sum(-1)
 
 
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
-           diagnostics=True):
+           diagnostics=True, table=None):
     """Photons for each pixel of a chunk.
 
     pos: (n, T, S, 3) sub-pixel positions; incident: (N, 3) unit vectors; wavelengths: (N,) m;
-    weight_factor: (N,) or None; rot: (phisteps, domains, 3, 3) real vectors in metres.
+    weight_factor: (N,) or None; rot: (phisteps, domains, 3, 3) real vectors in metres;
+    table: their term_table (made here when needed and not given).
     Returns (image values (n,), diagnostics dict)."""
     diffracted, airpath = unitize(pos)
     ps = geo["pixel_size"] if "pixel_size" in geo else detector.t(detector.pixel_size)
@@ -270,10 +295,11 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     # the plain path without a dmin cut sums sources inside the lattice sum, with their weights
     summed_inside = plain and flags.dmin <= 0
     if summed_inside:
-        summed = lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weight_factor)  # (n, T, S)
+        table = term_table(incident, wavelengths, vectors, weight_factor) if table is None else table
+        summed = table_lattice_sum(diffracted, table, crystal)  # (n, T, S)
         intensity = bg + summed.reshape(n, -1).sum(-1)
     elif plain:
-        per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal, per_source=True)
+        per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal)
     else:
         h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
         if state.phi_first_pending:

@@ -14,21 +14,23 @@ shape and size, which optional factors apply) is baked in and named by the cache
 import atexit
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import logging
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 
 import torch
 
 from . import engine, physics
+from .engine import TABLE_ROWS, plain_pixels, term_table
 from .geometry import detector as detector_module
 from .geometry import vectors as vectors_module
-from .engine import plain_pixels
 
 LOG = logging.getLogger(__name__)  # the command line shows its notes on stderr
 _LOADED = {}  # key -> kernel function
@@ -85,60 +87,102 @@ def _kahn_is_zero(kahn):
     return not torch.is_tensor(kahn) and float(kahn) == 0.0
 
 
+def _integer_counts(crystal):
+    """Whether the sincg counts are whole numbers (one kernel family) or not (another)."""
+    return all(_constant(n) == int(_constant(n)) for n in (crystal.Na, crystal.Nb, crystal.Nc))
+
+
 class PixelKernel(torch.nn.Module):
-    """plain_pixels with the loop-shaping constants baked in and every other value an input."""
+    """plain_pixels with what shapes the code baked in and every value and count an input.
+
+    Counts arrive as tensor sizes (pixels, sources, phi steps, mosaic domains, sub-pixels per
+    axis, layers, structure-factor grid) or as 0-d tensors (cell counts, steps), so one kernel
+    serves them all; only the dtype, the crystal shape and which optional factors apply select
+    another."""
 
     def __init__(self, detector, crystal, flags, weighted):
         super().__init__()
-        thick_on = bool(detector.thicksteps) and _constant(detector.thickness) != 0.0
-        self.detector = dataclasses.replace(detector, thickness=1.0 if thick_on else 0.0, _cache=None)
-        self.has_grid = crystal.Fhkl is not None
+        self.thick_on = bool(detector.thicksteps) and _constant(detector.thickness) != 0.0
+        self.detector = dataclasses.replace(detector, thickness=1.0 if self.thick_on else 0.0, _cache=None)
+        self.has_grid = crystal.Fhkl is not None and crystal.hkl_count > 0
+        self.integer = crystal.shape == "square" and _integer_counts(crystal)
         # the grid comes in with a border of default_F (see kernel_inputs): no inside test per term
-        border = dict(hkl_bordered=True, hkl_min=tuple(m - 1 for m in crystal.hkl_min)) if self.has_grid else {}
+        border = dict(hkl_bordered=True, hkl_count=1) if self.has_grid else dict(hkl_count=0)
         self.crystal = dataclasses.replace(crystal, mosaic_umats=None, real=None, recip=None, Fhkl=None, **border)
         self.flags = flags
         self.weighted = weighted
         self.kahn_zero = _kahn_is_zero(flags.kahn)
+        self.per_source = per_source(flags)
 
-    def key(self, chunk, sources, orientations, dtype, grid_shape):
+    def key(self, dtype):
+        """Names the kernel family: everything that changes the generated code, nothing else."""
         d, c, f = self.detector, self.crystal, self.flags
-        consts = (d.oversample, d.thicksteps, d.thickness, d.curved, d.point_pixel, c.shape, _constant(c.Na),
-                  _constant(c.Nb), _constant(c.Nc), _constant(c.fudge), _constant(c.default_F), tuple(c.hkl_min),
-                  c.hkl_count, grid_shape, f.nopolar, self.kahn_zero, _constant(f.dmin), f.steps, self.weighted,
-                  chunk, sources, tuple(orientations), str(dtype), torch.__version__, _cpu_fingerprint())
+        consts = (self.thick_on, d.curved, d.point_pixel, c.shape, self.integer, self.has_grid, f.nopolar,
+                  self.kahn_zero, _constant(f.dmin), self.weighted, str(dtype), torch.__version__,
+                  _cpu_fingerprint())
         digest = hashlib.sha256(_source_digest().encode())
         digest.update(repr(consts).encode())
         return digest.hexdigest()[:32]
 
     def forward(self, slow, fast, fdet, sdet, odet, pix0, distance, beam, close_distance, polar_axis, pixel_size,
-                thickstep, mu, incident, wavelengths, weights, rot, grid, recip, fluence, kahn, water_background):
+                thickstep, mu, incident, wavelengths, weights, rot, grid, recip, fluence, kahn, water_background,
+                subpixels, layers, counts, steps, hkl_min, default_F, table):
         geo = dict(zip(GEO_KEYS, (fdet, sdet, odet, pix0, distance, beam, close_distance, polar_axis)))
-        det = dataclasses.replace(self.detector, pixel_size=pixel_size, thickstep=thickstep, mu=mu)
-        crystal = dataclasses.replace(self.crystal, Fhkl=grid if self.has_grid else None, recip=recip)
+        # sub-pixels per axis and layers are the sizes of two index tensors (symbolic when exported)
+        det = dataclasses.replace(self.detector, pixel_size=pixel_size, thickstep=thickstep, mu=mu,
+                                  oversample=subpixels.shape[0], thicksteps=layers.shape[0])
+        crystal = dataclasses.replace(self.crystal, Fhkl=grid if self.has_grid else None, recip=recip,
+                                      Na=counts[0], Nb=counts[1], Nc=counts[2], fudge=counts[3],
+                                      hkl_min=(hkl_min[0], hkl_min[1], hkl_min[2]), default_F=default_F)
+        crystal.runtime_counts = "integer" if self.integer else "real"
         flags = dataclasses.replace(self.flags, fluence=fluence, water_background=water_background,
-                                    kahn=0.0 if self.kahn_zero else kahn)
+                                    kahn=0.0 if self.kahn_zero else kahn, steps=steps)
         value, small = plain_pixels(slow, fast, geo, det, incident, wavelengths, weights if self.weighted else None,
-                                    rot, crystal, flags)
+                                    rot, crystal, flags, None if self.per_source else table)
         # the unit diffracted vectors are an output only so that the compiler stores them once per
         # sub-pixel: otherwise it recomputes the detector geometry inside the loop over every term
         return value, small["omega_pixel"], small["diffracted"]
+
+
+def per_source(flags):
+    """A dmin cut needs per-source sums; otherwise sources and orientations are one term table."""
+    return _constant(flags.dmin) > 0
+
+
+def _counts(crystal):
+    """Na, Nb, Nc, fudge for the kernel; a square crystal's counts of 1 or less become 1, which
+    gives the factor 1 that nanoBragg's skipped axes have."""
+    values = [_constant(n) for n in (crystal.Na, crystal.Nb, crystal.Nc)]
+    if crystal.shape == "square":
+        values = [max(n, 1.0) for n in values]
+    return values + [_constant(crystal.fudge)]
 
 
 def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags):
     """The tensors PixelKernel.forward takes, in its order, converted to the run's dtype."""
     t = detector.t
     dtype = detector.dtype
-    zero = torch.zeros((), dtype=dtype, device=slow.device)
+    device = slow.device
+    zero = torch.zeros((), dtype=dtype, device=device)
     grid = zero.reshape(1)
-    if crystal.Fhkl is not None:
+    hkl_min = [0.0, 0.0, 0.0]
+    if crystal.Fhkl is not None and crystal.hkl_count > 0:
         grid = torch.nn.functional.pad(crystal.Fhkl.detach()[None], (1, 1, 1, 1, 1, 1),
                                        value=float(crystal.default_F))[0]
-    recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=slow.device)
+        hkl_min = [m - 1.0 for m in crystal.hkl_min]
+    recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=device)
     weights = weight_factor if weight_factor is not None else zero.reshape(1)
+    table = zero.reshape(1, 1).expand(TABLE_ROWS, 1)
+    if not per_source(flags):
+        # the term table carries sources, orientations and weights; polarization needs the first source
+        table = term_table(incident, wavelengths, rot.reshape(-1, 3, 3), weight_factor)
+        incident, wavelengths, weights, rot = incident[:1], wavelengths[:1], zero.reshape(1), rot[:1, :1]
     values = [slow, fast] + [t(geo[k]) for k in GEO_KEYS]
     values += [t(detector.pixel_size), t(detector.thickstep), t(detector.mu), incident, wavelengths, t(weights), rot,
                t(grid), t(recip), t(flags.fluence), zero if _kahn_is_zero(flags.kahn) else t(flags.kahn),
-               t(flags.water_background)]
+               t(flags.water_background), torch.zeros(detector.oversample, dtype=dtype, device=device),
+               torch.zeros(detector.thicksteps, dtype=dtype, device=device), t(_counts(crystal)), t(float(flags.steps)),
+               t(hkl_min), t(_constant(crystal.default_F)), table]
     return [v.detach().contiguous() for v in values]
 
 
@@ -158,6 +202,27 @@ def _configure_inductor():
     inductor_config.realize_reads_threshold = 16
 
 
+def _dynamic_shapes(inputs):
+    """Every count-like size of the kernel's inputs as a symbolic dimension (see PixelKernel)."""
+    dim = torch.export.Dim
+    n = dim("pixels")
+    shapes = [None] * len(inputs)
+    shapes[0] = shapes[1] = {0: n}
+    if inputs[13].shape[0] > 1:  # per-source sums: sources and orientations come separately
+        sources = dim("sources")
+        shapes[13] = shapes[14] = {0: sources}  # incident, wavelengths
+        if inputs[15].numel() > 1:
+            shapes[15] = {0: sources}  # weights
+        shapes[16] = {0: dim("phisteps"), 1: dim("domains")}
+    else:
+        shapes[28] = {1: dim("terms")}
+    if inputs[17].dim() == 3:
+        shapes[17] = {0: dim("grid_h"), 1: dim("grid_k"), 2: dim("grid_l")}
+    shapes[22] = {0: dim("subpixels")}
+    shapes[23] = {0: dim("layers")}
+    return tuple(shapes)
+
+
 def _build(path, module, inputs, dtype):
     import torch._inductor
     import torch._inductor.config as inductor_config
@@ -171,22 +236,25 @@ def _build(path, module, inputs, dtype):
     with warnings.catch_warnings():
         # the exporter's deprecation notices are about torch internals, not the user's run
         warnings.simplefilter("ignore")
-        program = torch.export.export(module, tuple(inputs))
+        program = torch.export.export(module, tuple(inputs), dynamic_shapes=_dynamic_shapes(inputs))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".build.", suffix=".pt2", dir=folder)
+    key = os.path.basename(path)[:-4]
+    fd, tmp = tempfile.mkstemp(prefix=key + ".build.", suffix=".pt2", dir=folder)
     os.close(fd)
     # Inductor's sources, objects and libraries (~5 MB a kernel) go to a folder of this build's
     # own, removed below: the package holds all that is needed. (Its precompiled headers stay
     # in Inductor's global folder, shared by all builds.)
-    scratch = tempfile.mkdtemp(prefix=".inductor.", dir=folder)
+    scratch = tempfile.mkdtemp(prefix=key + ".inductor.", dir=folder)
     previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch
+    start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch._inductor.aoti_compile_and_package(program, package_path=tmp)
         os.replace(tmp, path)  # atomic: concurrent runs never see half a package
+        _record_build_time(folder, time.perf_counter() - start, key)
     finally:
         if previous is None:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
@@ -197,60 +265,210 @@ def _build(path, module, inputs, dtype):
             os.unlink(tmp)
 
 
-def pixel_kernel(detector, crystal, flags, weight_factor, chunk, sources, rot, aot=None):
-    """A compiled drop-in for engine.plain_pixels on chunks of `chunk` pixels.
+class NoCompiler(RuntimeError):
+    """No C++ compiler to build a kernel with (the eager engine renders instead)."""
+
+
+def _check_compiler():
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as exc:  # InvalidCxxCompiler, or a compiler that does not run
+        import torch._inductor.config as inductor_config
+
+        names = [c for c in inductor_config.cpp.cxx if c]
+        raise NoCompiler(f"no C++ compiler found ({', '.join(names)}; set CXX to one to compile kernels); "
+                         "rendering with the eager engine") from exc
+
+
+def _lock(path, wait):
+    """An exclusive lock on the kernel `path` (its '.lock' file), or None if another process holds it
+    and wait is False. The operating system drops the lock of a process that dies, so a crashed
+    builder never blocks anyone."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): builds are not shared
+        return -1
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path[:-4] + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fd):
+    if fd is not None and fd >= 0:
+        os.close(fd)
+
+
+def being_built(path):
+    """Whether another process is building the kernel `path` right now."""
+    fd = _lock(path, wait=False)
+    _unlock(fd)
+    return fd is None
+
+
+def _build_locked(path, build, wait=True):
+    """Build `path` unless it exists, holding its lock: concurrent processes build it once (the
+    others wait, then load it). Returns False, building nothing, if busy and wait is False."""
+    fd = _lock(path, wait)
+    if fd is None:
+        return False
+    try:
+        if not os.path.exists(path):
+            # a killed builder's partial files (only the lock holder builds this kernel)
+            folder, key = os.path.dirname(path), os.path.basename(path)[:-4]
+            for name in os.listdir(folder):
+                if name.startswith((key + ".build.", key + ".inductor.")):
+                    shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+                    if os.path.exists(os.path.join(folder, name)):
+                        os.unlink(os.path.join(folder, name))
+            build()
+    finally:
+        _unlock(fd)
+    return True
+
+
+def _record_build_time(folder, seconds, key):
+    """One line per build in the cache's builds.log: what was built and how long it took."""
+    try:
+        with open(os.path.join(folder, "builds.log"), "a") as handle:
+            handle.write(f"{key} {seconds:.1f}\n")
+    except OSError:
+        pass
+
+
+def expected_build_seconds():
+    """How long the last kernel build here took (a guess before the first one)."""
+    try:
+        with open(os.path.join(cache_dir(), "builds.log")) as handle:
+            return float(handle.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 40.0
+
+
+class Kernel:
+    """One kernel family for one configuration: find, build (here or in the background) and run."""
+
+    def __init__(self, detector, crystal, flags, weight_factor, aot=None):
+        self.module = PixelKernel(detector, crystal, flags, weight_factor is not None)
+        self.aot = str(detector.device) == "cpu" if aot is None else aot
+        self.key = self.module.key(detector.dtype) + ("" if self.aot else "-jit")
+        self.path = os.path.join(cache_dir(), self.key + ".pt2")
+        self.dtype = detector.dtype
+        self.example = lambda: _example_inputs(detector, crystal, flags, weight_factor)
+
+    def ready(self):
+        return self.key in _LOADED or not self.aot or os.path.exists(self.path)
+
+    def busy(self):
+        return self.aot and being_built(self.path)
+
+    def _build(self):
+        LOG.info("building a compiled kernel for this configuration (once; it is kept in %s)", cache_dir())
+        _build(self.path, self.module, self.example(), self.dtype)
+
+    def build_in_background(self):
+        """Start a detached, low-priority process that builds this kernel for later runs."""
+        _check_compiler()
+        os.makedirs(cache_dir(), exist_ok=True)
+        fd, spec = tempfile.mkstemp(prefix=self.key + ".build.", suffix=".spec", dir=cache_dir())
+        os.close(fd)
+        torch.save(dict(module=self.module, inputs=self.example(), dtype=self.dtype, path=self.path), spec)
+        code = "import sys; from nanobrag_torch.fused import build_from_spec; build_from_spec(sys.argv[1])"
+        return subprocess.Popen([sys.executable, "-c", code, spec], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def load(self):
+        """The kernel function, building it here first if needed (or waiting for another builder)."""
+        if self.key in _LOADED:
+            return _LOADED[self.key]
+        if not self.aot:
+            _configure_inductor()
+            LOG.info("compiling the kernel for this device with torch.compile at its first call (or loading "
+                     "it from Inductor's cache)")
+            compiled = torch.compile(self.module, dynamic=True)
+            run = lambda inputs: compiled(*inputs)
+        else:
+            if not os.path.exists(self.path):
+                _check_compiler()
+                _build_locked(self.path, self._build)
+            key, path, build = self.key, self.path, lambda: _build_locked(path, self._build)
+
+            def run(inputs):
+                # the package is looked up on every call, so release() can unload it whoever holds `run`
+                loader = _PACKAGES.get(key)
+                if loader is None:
+                    loader = _PACKAGES[key] = _load_package(path, build)
+                return tuple(loader.run(inputs))
+        _LOADED[self.key] = run
+        return run
+
+
+def background_builds_allowed():
+    return os.environ.get("NANOBRAGG_BACKGROUND_BUILDS", "1").lower() not in ("0", "off", "no", "false")
+
+
+def kernel_for_run(kernel, work, eager_seconds_per_term):
+    """The kernel function for a run of `work` pixel x term evaluations, or None to render this run
+    with the eager engine: a first run never waits for a build longer than rendering eagerly would
+    take. If the eager render (timed on a few pixels) is quicker than a build, the kernel is built in
+    a background process for later runs instead (or is already being built by another process)."""
+    if kernel.ready():
+        return kernel.load()
+    if kernel.aot:
+        _check_compiler()
+    if not background_builds_allowed():
+        return None
+    eager_s = eager_seconds_per_term() * work
+    if eager_s > expected_build_seconds():
+        return kernel.load()  # builds now, or waits for the process already building it
+    if kernel.busy():
+        LOG.info("another process is building the compiled kernel for this configuration; rendering with the "
+                 "eager engine meanwhile (about %.0f s)", eager_s)
+    else:
+        kernel.build_in_background()
+        LOG.info("rendering with the eager engine (about %.0f s) while a compiled kernel for this configuration "
+                 "is built in the background for later runs (kept in %s)", eager_s, cache_dir())
+    return None
+
+
+def build_from_spec(spec):
+    """The background builder's entry point (see Kernel.build_in_background)."""
+    try:
+        os.nice(10)
+    except OSError:
+        pass
+    saved = torch.load(spec, weights_only=False)
+    os.unlink(spec)
+    _build_locked(saved["path"], lambda: _build(saved["path"], saved["module"], saved["inputs"], saved["dtype"]),
+                  wait=False)
+
+
+def pixel_kernel(detector, crystal, flags, weight_factor, aot=None):
+    """A compiled drop-in for engine.plain_pixels on chunks of any number of pixels, built if needed.
 
     aot: compile ahead of time with AOTInductor (default on CPU) or else with torch.compile
     (default on other devices, where the kernels are generated for that device).
 
     Returns a function taking kernel_inputs(...) and returning (values, omega shares, unit
     diffracted vectors)."""
-    module = PixelKernel(detector, crystal, flags, weight_factor is not None)
-    grid_shape = None if crystal.Fhkl is None else tuple(crystal.Fhkl.shape)
-    aot = str(detector.device) == "cpu" if aot is None else aot
-    key = module.key(chunk, sources, rot.shape[:2], detector.dtype, grid_shape) + ("" if aot else "-jit")
-    if key in _LOADED:
-        return _LOADED[key]
-    if not aot:
-        _configure_inductor()
-        LOG.info("compiling the kernel for %s with torch.compile at its first call (or loading it from "
-                 "Inductor's cache)", detector.device)
-        compiled = torch.compile(module, dynamic=False)
-        run = lambda inputs: compiled(*inputs)
-    else:
-        path = os.path.join(cache_dir(), key + ".pt2")
-
-        def build():
-            LOG.info("building a compiled kernel for this configuration (once; it is kept in %s)", cache_dir())
-            _build(path, module, _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot),
-                   detector.dtype)
-
-        if not os.path.exists(path):
-            with build_lock(path):
-                if not os.path.exists(path):  # else another process (a Dask worker, a parallel run) built it
-                    build()
-
-        def run(inputs):
-            # the package is looked up on every call, so release() can unload it whoever holds `run`
-            loader = _PACKAGES.get(key)
-            if loader is None:
-                loader = _PACKAGES[key] = _load_package(path, build)
-            return tuple(loader.run(inputs))
-    _LOADED[key] = run
-    return run
+    return Kernel(detector, crystal, flags, weight_factor, aot).load()
 
 
 @contextlib.contextmanager
 def build_lock(path):
-    """One build of a kernel at a time among processes sharing the cache: the others wait for it
-    and then load it (the lock goes with its holder, even a killed one)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """One build of the kernel `path` at a time among processes sharing the cache (blocks until the
+    holder is done; the lock goes with its holder, even a killed one)."""
+    fd = _lock(path, wait=True)
+    try:
+        yield
+    finally:
+        _unlock(fd)
 
 
 def _load_package(path, build):
@@ -263,15 +481,22 @@ def _load_package(path, build):
             os.unlink(path)
         except FileNotFoundError:
             pass
+        _check_compiler()
         build()
         return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
 
 
-def _example_inputs(detector, crystal, flags, weight_factor, chunk, sources, rot):
-    index = torch.zeros(chunk, dtype=torch.long)
+def _example_inputs(detector, crystal, flags, weight_factor):
+    """Inputs with every symbolic size at least 2 (an exporter specializes sizes 0 and 1)."""
+    # distinct sizes, so that no two symbolic dimensions are taken for one
+    index = torch.zeros(11, dtype=torch.long)
     geo = {k: torch.zeros(3, dtype=detector.dtype) for k in GEO_KEYS}
     geo["distance"] = geo["close_distance"] = torch.ones((), dtype=detector.dtype)
-    incident = torch.ones(sources, 3, dtype=detector.dtype)
-    wavelengths = torch.ones(sources, dtype=detector.dtype)
-    return kernel_inputs(index, index, geo, detector, incident, wavelengths, weight_factor, rot.detach(), crystal,
-                         flags)
+    incident = torch.ones(4, 3, dtype=detector.dtype)
+    wavelengths = torch.ones(4, dtype=detector.dtype)
+    weights = None if weight_factor is None else torch.ones(4, dtype=detector.dtype)
+    rot = torch.zeros(2, 5, 3, 3, dtype=detector.dtype)
+    example = dataclasses.replace(detector, oversample=6, thicksteps=7, _cache=None)
+    if crystal.Fhkl is not None and crystal.hkl_count > 0:
+        crystal = dataclasses.replace(crystal, Fhkl=torch.zeros(6, 7, 8, dtype=detector.dtype))
+    return kernel_inputs(index, index, geo, example, incident, wavelengths, weights, rot, crystal, flags)

@@ -11,27 +11,43 @@ from .io.smv import int_image, smv_header, write_raw_smv
 from .settings import RTD
 
 
+def _row_blocks(rows, cols):
+    """Row slices of about 2^18 pixels: double-precision temporaries stay small."""
+    step = max(1, (1 << 18) // max(1, cols))
+    return [slice(r, r + step) for r in range(0, rows, step)]
+
+
 def statistics(image32, rendered, roi, oversample, pixel_size):
     """max_I (and where), mean, rms, rmsd over the float32 image as nanoBragg computes them."""
-    vals = image32[rendered].astype(np.float64)
-    max_i, max_x, max_y = 0.0, 0.0, 0.0
-    if vals.size and vals.max() > 0:
-        flat = np.where(rendered.ravel(), image32.ravel().astype(np.float64), -np.inf)
-        idx = int(np.argmax(flat))
+    n, total, squares = 0, 0.0, 0.0
+    max_i, idx = -np.inf, None
+    for rows in _row_blocks(*image32.shape):
+        vals = image32[rows][rendered[rows]].astype(np.float64)
+        n += vals.size
+        total += float(vals.sum())
+        squares += float((vals * vals).sum())
+        if vals.size:
+            flat = np.where(rendered[rows].ravel(), image32[rows].ravel().astype(np.float64), -np.inf)
+            best = int(np.argmax(flat))
+            if flat[best] > max_i:  # the first maximum in C order, as np.argmax over the whole image
+                max_i, idx = float(flat[best]), best + rows.start * image32.shape[1]
+    max_x = max_y = 0.0
+    if idx is not None and max_i > 0:
         s, f = divmod(idx, image32.shape[1])
         sub = pixel_size / oversample
         # nanoBragg reports the last sub-pixel position of that pixel
         max_x = sub * (f * oversample + oversample - 1) + sub / 2.0
         max_y = sub * (s * oversample + oversample - 1) + sub / 2.0
-        max_i = float(image32.ravel()[idx])
-    n = max(vals.size, 1)
-    avg = float(vals.sum()) / n
-    n_rms = n if n > 1 else 2
-    rms = math.sqrt(float((vals * vals).sum()) / (n_rms - 1))
+    else:
+        max_i = 0.0
+    avg = total / max(n, 1)
+    n_rms = max(n, 1) if n > 1 else 2
+    rms = math.sqrt(squares / (n_rms - 1))
     x0, x1, y0, y1 = roi
-    box = image32[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1].astype(np.float64)
+    box = image32[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1]
     nb = box.size if box.size > 1 else 2
-    rmsd = math.sqrt(float(((box - avg) ** 2).sum()) / (nb - 1))
+    deviations = sum(float(((box[rows].astype(np.float64) - avg) ** 2).sum()) for rows in _row_blocks(*box.shape))
+    rmsd = math.sqrt(deviations / (nb - 1))
     return dict(max_I=max_i, max_x=max_x, max_y=max_y, mean=avg, rms=rms, rmsd=rmsd)
 
 

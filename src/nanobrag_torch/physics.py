@@ -22,7 +22,7 @@ def sincg(x, n):
     return sincg_pi(x / math.pi, n)
 
 
-# integer cell counts up to this use the Chebyshev form (one cos, no division, no singularity)
+# integer cell counts up to this may use the Chebyshev form (for differentiable h)
 CHEBYSHEV_MAX_N = 24
 
 
@@ -33,17 +33,25 @@ def _integer_count(n):
             return None
         n = n.item()
     n = float(n)
-    return int(n) if n == int(n) and 1 <= n <= CHEBYSHEV_MAX_N else None
+    return int(n) if n == int(n) and n >= 1 else None
 
 
-def sincg_pi(h, n):
+def sincg_pi(h, n, integer=None):
     """sincg(pi h, n) = sin(n pi h) / sin(pi h).
 
-    For an integer n this equals U_{n-1}(cos pi h), the Chebyshev polynomial of the second kind,
-    which is smooth everywhere (exact n at integer h) and costs one cos instead of two sines."""
-    count = _integer_count(n)
+    integer: n is a whole number (None: decided from its value). For an integer n this is a ratio
+    of two sine polynomials of reduced arguments (n may then be a tensor: a compiled kernel takes
+    the count as an input); while h is differentiated, U_{n-1}(cos pi h), the Chebyshev polynomial
+    of the second kind, whose slopes stay exact right next to integer h."""
+    count = _integer_count(n) if integer is None else (n if integer else None)
     if count is None:
         return _sincg_pi_reduced(h, n)
+    if isinstance(count, int) and count <= CHEBYSHEV_MAX_N and h.requires_grad and torch.is_grad_enabled():
+        return _chebyshev(h, count)
+    return _sincg_pi_integer(h, count)
+
+
+def _chebyshev(h, count):
     c = cos_pi(h)
     if count == 1:
         return torch.ones_like(c)
@@ -52,6 +60,41 @@ def sincg_pi(h, n):
     for _ in range(count - 2):
         prev, cur = cur, two_c * cur - prev
     return cur
+
+
+def _sincg_pi_integer(h, n):
+    """sin(n pi h) / sin(pi h) for a whole number n >= 1 (a number or a 0-d tensor).
+
+    With h = m + r (m = round(h)) and n r = j + s (j = round(n r)), the ratio is
+    (-1)^((n - 1) m + j) sin(pi s) / sin(pi r): both sines of arguments within pi/2, as
+    polynomials (no library call in a compiled loop), exact n (-1)^((n - 1) m) at integer h."""
+    m = torch.round(h.detach())
+    r = h - m
+    nr = n * r
+    j = torch.round(nr.detach())
+    s = nr - j
+    at_peak = r == 0
+    den = torch.where(at_peak, torch.ones_like(r), sin_pi(r))
+    ratio = sin_pi(s) / den
+    parity = (n - 1) * m + j
+    sign = 1.0 - 2.0 * (parity - 2.0 * torch.floor(0.5 * parity))  # (-1)^parity
+    return sign * torch.where(at_peak, torch.zeros_like(r) + n, ratio)
+
+
+# Taylor coefficients of sin(x) / x in powers of x^2, highest first; with |x| <= pi/2 the first
+# omitted term is below 1e-18 (float64: 11 terms) or 3e-9 (float32: 7 terms)
+_SIN_TAYLOR = [(-1) ** k / math.factorial(2 * k + 1) for k in range(10, -1, -1)]
+
+
+def sin_pi(r):
+    """sin(pi r) for |r| <= 1/2 as pi r times a polynomial in r^2 (relative accuracy at tiny r)."""
+    x = math.pi * r
+    x2 = x * x
+    coefficients = _SIN_TAYLOR if r.dtype == torch.float64 else _SIN_TAYLOR[-7:]
+    poly = torch.full_like(x2, coefficients[0])
+    for coefficient in coefficients[1:]:
+        poly = poly * x2 + coefficient
+    return x * poly
 
 
 # Taylor coefficients of cos(x) in powers of x^2, highest first; with |x| <= pi/2 the first
@@ -109,16 +152,20 @@ def sinc3_sq(u):
     return torch.where(small, series, full)
 
 
-def lattice_factor(shape, h, k, l, na, nb, nc, fudge, dstar_sqr=None):
+def lattice_factor(shape, h, k, l, na, nb, nc, fudge, dstar_sqr=None, runtime_counts=None):
     """F_latt for one shape: 'square' uses fractional hkl; the others the nearest-relp distance.
 
     `dstar_sqr` is |delta h a* + delta k b* + delta l c*|^2 (nanoBragg's rad_star_sqr without N^6).
+    runtime_counts: the counts are 0-d tensors whose values are not looked at (a compiled kernel's
+    inputs): "integer" (whole numbers, already raised to at least 1) or "real"; None: plain values.
     """
     if shape == "square":
         f = torch.ones_like(h)
         # nanoBragg skips axes with N <= 1 (sincg would be exactly 1 there anyway for N = 1)
         for idx, n in zip((h, k, l), (na, nb, nc)):
-            if _gt_one(n):
+            if runtime_counts is not None:
+                f = f * sincg_pi(idx, n, integer=runtime_counts == "integer")
+            elif _gt_one(n):
                 f = f * sincg_pi(idx, n)
         return f
     volume = na * nb * nc

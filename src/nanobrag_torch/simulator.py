@@ -3,8 +3,9 @@
 Holds the physical models (Detector, Crystal, beam/sources) as tensors and renders either the
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
-import math
+import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -18,9 +19,12 @@ from .engine import render_pixels as engine_render_pixels
 DEFAULT_TERM_BUDGET = 1 << 20
 # the compiled kernel keeps per-term values in registers, so its chunks can be larger (fewer calls)
 FUSED_BUDGET_FACTOR = 4
-# below this many (pixel x term) evaluations compiling costs more than it saves
-COMPILE_MIN_WORK = 5e7
+# below this many (pixel x term) evaluations loading a kernel costs more than it saves
+COMPILE_MIN_WORK = 1 << 20
+# pixel x term evaluations rendered eagerly to estimate a whole eager render's time
+PROBE_WORK = 1 << 16
 _COMPILED = {}
+LOG = logging.getLogger(__package__)
 
 
 def _fix_malloc_threshold():
@@ -48,12 +52,6 @@ def compile_available():
         flag = os.environ.get("NANOBRAGG_COMPILE", "auto").lower()
         _COMPILED["ok"] = flag not in ("0", "off", "no", "false") and hasattr(torch, "compile")
     return _COMPILED["ok"]
-
-
-def _pad(index, size):
-    if index.numel() == size:
-        return index
-    return torch.cat((index, index[-1:].expand(size - index.numel())))
 
 
 @dataclass
@@ -163,11 +161,12 @@ class Simulation:
         values, diags, _ = self._render(slow, fast, state, prepared, diagnostics)
         return (values, diags) if diagnostics else values
 
-    def _render(self, slow, fast, state, prepared, diagnostics):
+    def _render(self, slow, fast, state, prepared, diagnostics, total=None):
+        """total: pixels of the whole run this call is part of (default: these)."""
         geo, incident, wl, wf, rot, _ = prepared
         out, diags, omega_sum = [], [], 0.0
         # sized for the compiled kernel even while the phi = 0 first term is pending: only one
-        # pixel goes through the eager path for it, and one kernel shape serves the whole run
+        # pixel goes through the eager path for it
         step = self.chunk_size(fused=not diagnostics and self._compile_ok(state, pending_ok=True))
         bounds = list(range(0, slow.numel(), step))
         if state.phi_first_pending and not diagnostics and slow.numel() > 1:
@@ -177,7 +176,6 @@ class Simulation:
         omegas = []
         for start, end in zip(bounds, ends):
             s, f = slow[start:end], fast[start:end]
-            n = s.numel()
             if diagnostics:
                 pos = self.detector.positions(geo, f, s)
                 value, diag = render(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags,
@@ -187,24 +185,43 @@ class Simulation:
             else:
                 value = omega = None
                 if self._compile_ok(state):
-                    value, omega = self._render_fused(s, f, step, prepared)
+                    value, omega = self._render_fused(s, f, prepared, state, total or slow.numel())
                 if value is None:
-                    value, small = engine_render_pixels(s, f, geo, self.detector, incident, wl, wf, rot,
-                                                        self.crystal, self.flags, state)
-                    omega = small["omega_pixel"].detach()
-            out.append(value[:n])
-            omegas.append(omega[:n])
+                    value, omega = self._render_eager(s, f, prepared, state)
+            out.append(value)
+            omegas.append(omega)
         if omegas:
             omega_sum = float(torch.cat(omegas).sum())
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
 
-    def _render_fused(self, slow, fast, step, prepared):
-        """(values, omega shares) from the compiled plain path, or (None, None) if none can be built."""
-        n = slow.numel()
+    def _render_eager(self, slow, fast, prepared, state):
+        """(values, omega shares) from the eager engine, in chunks of its own (smaller) size."""
+        geo, incident, wl, wf, rot, _ = prepared
+        step = self.chunk_size()
+        values, omegas = [], []
+        for start in range(0, slow.numel(), step):
+            value, small = engine_render_pixels(slow[start:start + step], fast[start:start + step], geo,
+                                                self.detector, incident, wl, wf, rot, self.crystal, self.flags,
+                                                state)
+            values.append(value)
+            omegas.append(small["omega_pixel"].detach())
+        return torch.cat(values), torch.cat(omegas)
+
+    def _render_fused(self, slow, fast, prepared, state, total):
+        """(values, omega shares) from the compiled plain path, or (None, None) to render eagerly."""
+        from .fused import NoCompiler
+
         try:
-            # a fixed chunk shape keeps one compiled kernel for the whole run
-            value, omega = self._fused(prepared, step)(_pad(slow, step), _pad(fast, step))[:2]
+            run = self._fused(prepared, slow, fast, state, total)
+            if run is None:
+                return None, None
+            value, omega = run(slow, fast)[:2]
+        except NoCompiler as exc:
+            _COMPILED["ok"] = False
+            self.use_compile = False
+            LOG.info("%s", exc)
+            return None, None
         except Exception as exc:
             # no working compiler here: stay on the eager path for the rest of the session
             _COMPILED["ok"] = False
@@ -214,22 +231,38 @@ class Simulation:
                           "rendering with the eager engine (slower; NANOBRAGG_COMPILE=0 skips the attempt)",
                           RuntimeWarning, stacklevel=2)
             return None, None
-        return value[:n], omega[:n]
+        self.stats["compiled_kernel"] = True
+        return value, omega
 
-    def _fused(self, prepared, step):
-        """The compiled kernel for this run with its per-run inputs bound: (slow, fast) -> outputs."""
+    def _fused(self, prepared, slow, fast, state, total):
+        """The compiled kernel for this run with its per-run inputs bound, (slow, fast) -> outputs, or
+        None when this run renders eagerly (see fused.kernel_for_run)."""
         cached = getattr(self, "_fused_cache", None)
-        if cached is not None and cached[0] is prepared and cached[1] == step:
-            return cached[2]
-        from .fused import kernel_inputs, pixel_kernel
+        if cached is not None and cached[0] is prepared:
+            return cached[1]
+        from .fused import Kernel, kernel_for_run, kernel_inputs
 
         geo, incident, wl, wf, rot, _ = prepared
-        kernel = pixel_kernel(self.detector, self.crystal, self.flags, wf, step, incident.shape[0], rot)
-        index = torch.zeros(step, dtype=torch.long, device=self.detector.device)
-        rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags)[2:]
-        run = lambda slow, fast: kernel([slow, fast] + rest)
-        self._fused_cache = (prepared, step, run)
+        kernel = Kernel(self.detector, self.crystal, self.flags, wf)
+        if self.use_compile is True:
+            run = kernel.load()
+        else:
+            run = kernel_for_run(kernel, total * self.terms_per_pixel(),
+                                 lambda: self._eager_seconds_per_term(slow, fast, prepared, state))
+        if run is not None:
+            index = torch.zeros(1, dtype=torch.long, device=self.detector.device)
+            rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal,
+                                 self.flags)[2:]
+            run = (lambda kernel_run: lambda slow, fast: kernel_run([slow, fast] + rest))(run)
+        self._fused_cache = (prepared, run)
         return run
+
+    def _eager_seconds_per_term(self, slow, fast, prepared, state):
+        """The eager engine's time per pixel x term, measured on a few of these pixels."""
+        count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
+        start = time.perf_counter()
+        self._render_eager(slow[:count], fast[:count], prepared, state)
+        return (time.perf_counter() - start) / (count * self.terms_per_pixel())
 
     def _compile_ok(self, state, pending_ok=False):
         """Use the compiled plain path when it pays off and nothing needs autograd or per-term state.
@@ -269,6 +302,9 @@ class Simulation:
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))
         omega_sum = 0.0
         pieces = []
+        # compiled_kernel: whether the plain path ran compiled (not when it rendered eagerly this time)
+        self.stats = dict(compiled_kernel=False)
+        total = rows.numel() * cols.numel() if self.mask is None else int(self.mask.sum())
         for r0 in range(0, rows.numel(), rows_per_chunk):
             r = rows[r0:r0 + rows_per_chunk]
             slow = r.repeat_interleave(cols.numel())
@@ -276,16 +312,17 @@ class Simulation:
             if self.mask is not None:
                 keep = self.mask[slow, fast]
                 slow, fast = slow[keep], fast[keep]
-            values, _, chunk_omega = self._render(slow, fast, state, prepared, False)
+            values, _, chunk_omega = self._render(slow, fast, state, prepared, False, total)
             omega_sum += chunk_omega
-            pieces.append((slow * d.fpixels + fast, values))
+            if values.requires_grad:
+                pieces.append((slow * d.fpixels + fast, values))
+            else:  # written in place: nothing to differentiate, and no second copy of the image
+                image.index_put_((slow * d.fpixels + fast,), values)
             if progress is not None:
                 progress(min(r0 + rows_per_chunk, rows.numel()) / max(1, rows.numel()))
         if pieces:
             idx = torch.cat([p[0] for p in pieces])
             vals = torch.cat([p[1] for p in pieces])
             image = image.index_put((idx,), vals)
-        # compiled_kernel: whether the plain path ran compiled (False after a failed build too)
-        self.stats = dict(omega_sum=omega_sum, interpolation_warning=state.warning,
-                          compiled_kernel=self._compile_ok(state, pending_ok=True))
+        self.stats.update(omega_sum=omega_sum, interpolation_warning=state.warning)
         return image.reshape(d.spixels, d.fpixels)

@@ -10,7 +10,7 @@ from .atomic import atomic_open
 def write_float_image(path, image):
     data = np.ascontiguousarray(image, dtype="<f4")
     with atomic_open(path, "wb") as handle:
-        handle.write(data.tobytes())
+        handle.write(memoryview(data).cast("B"))  # no second copy of the image
 
 
 def read_float_image(path, fpixels, spixels):

@@ -193,11 +193,16 @@ def int_image(float_image, scale, adc, roi):
     The sum is in double; the C `floorf` first rounds test+0.5 to float.  roi is
     (xmin, xmax, ymin, ymax) inclusive; outside it pixels stay 0."""
     img = np.asarray(float_image, dtype=np.float32)
-    test = img.astype(np.float64) * float(scale) + float(adc)
-    test = np.where(test > 65535.0, 65535.0, test)  # NaN passes through as in the C
-    test = np.where(test < 0.0, 0.0, test)
-    rounded = np.floor((test + 0.5).astype(np.float32)).astype(np.float64)
-    return _roi_only(_c_cast(rounded, 0xFFFF).astype(np.uint16), roi)
+    out = np.empty(img.shape, dtype=np.uint16)
+    # a block of rows at a time: the double-precision temporaries stay small whatever the detector
+    rows = max(1, (1 << 18) // max(1, img.shape[-1])) if img.ndim > 1 else max(1, img.shape[0])
+    for r in range(0, img.shape[0], rows):
+        test = img[r:r + rows].astype(np.float64) * float(scale) + float(adc)
+        test = np.where(test > 65535.0, 65535.0, test)  # NaN passes through as in the C
+        test = np.where(test < 0.0, 0.0, test)
+        rounded = np.floor((test + 0.5).astype(np.float32)).astype(np.float64)
+        out[r:r + rows] = _c_cast(rounded, 0xFFFF).astype(np.uint16)
+    return _roi_only(out, roi)
 
 
 def _c_cast(values, mask):

@@ -254,11 +254,14 @@ def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys
     the eager engine, and the command line says so in one line on stderr."""
     from nanobrag_torch import cli
 
-    def no_compiler(*args, **kwargs):
+    def failing_build(*args, **kwargs):
         raise RuntimeError("InvalidCxxCompiler: no working C++ compiler\nsecond line of detail")
 
-    monkeypatch.setattr(fused, "pixel_kernel", no_compiler)
-    monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
+    monkeypatch.setattr(fused.Kernel, "load", failing_build)
+    monkeypatch.setattr(simulator, "KERNEL_MIN_WORK", 0)
+    # a build looks quicker than rendering eagerly, so the first run builds
+    monkeypatch.setenv("NANOBRAGG_BACKGROUND_BUILDS", "1")
+    monkeypatch.setattr(fused, "expected_build_seconds", lambda: 0.0)
     args = CONFIGS["heavy_still"] + ["-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
     assert cli.main(args) == 0
     err = capsys.readouterr().err.strip().splitlines()
@@ -276,11 +279,14 @@ def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys
 
 
 def test_command_line_notes_a_kernel_build_once(inputs, monkeypatch, capsys):
-    """A first run of a configuration builds its kernel (tens of seconds): the command line says so
-    in one line on stderr; the next run loads the kernel and says nothing."""
+    """A first run that would render eagerly for longer than a build takes builds its kernel first:
+    the command line says so in one line on stderr; the next run loads the kernel and says nothing."""
     from nanobrag_torch import cli
 
-    monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
+    monkeypatch.setattr(simulator, "KERNEL_MIN_WORK", 0)
+    # a build looks quicker than rendering eagerly, so the first run builds before rendering
+    monkeypatch.setenv("NANOBRAGG_BACKGROUND_BUILDS", "1")
+    monkeypatch.setattr(fused, "expected_build_seconds", lambda: 0.0)
     # -nopolar selects a kernel that no other test builds, so the first run here builds
     args = CONFIGS["heavy_still"] + ["-nopolar", "-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
     assert cli.main(args) == 0

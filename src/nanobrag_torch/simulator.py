@@ -19,8 +19,10 @@ from .engine import render_pixels as engine_render_pixels
 DEFAULT_TERM_BUDGET = 1 << 20
 # the compiled kernel keeps per-term values in registers, so its chunks can be larger (fewer calls)
 FUSED_BUDGET_FACTOR = 4
-# below this many (pixel x term) evaluations loading a kernel costs more than it saves
-COMPILE_MIN_WORK = 1 << 20
+# from this many (pixel x term) evaluations a run looks for a compiled kernel (loading one costs
+# more than it saves below); building one first pays off from COMPILE_MIN_WORK (datasets use it)
+KERNEL_MIN_WORK = 1 << 20
+COMPILE_MIN_WORK = 5e7
 # pixel x term evaluations rendered eagerly to estimate a whole eager render's time
 PROBE_WORK = 1 << 16
 _COMPILED = {}
@@ -277,7 +279,7 @@ class Simulation:
             return True
         d = self.detector
         work = d.spixels * d.fpixels * self.terms_per_pixel()
-        return work >= COMPILE_MIN_WORK and compile_available()
+        return work >= KERNEL_MIN_WORK and compile_available()
 
     def roi_image(self, x0, x1, y0, y1):
         """Image of the pixels x0..x1 (fast) by y0..y1 (slow), inclusive like -roi: (y1-y0+1, x1-x0+1)."""

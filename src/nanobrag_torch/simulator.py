@@ -19,6 +19,7 @@ from .engine import render_pixels as engine_render_pixels
 DEFAULT_TERM_BUDGET = 1 << 20
 # the compiled kernel keeps per-term values in registers, so its chunks can be larger (fewer calls)
 FUSED_BUDGET_FACTOR = 4
+MAX_CHUNK_PIXELS = 1 << 18
 # from this many (pixel x term) evaluations a run looks for a compiled kernel (loading one costs
 # more than it saves below); building one first pays off from COMPILE_MIN_WORK (datasets use it)
 KERNEL_MIN_WORK = 1 << 20
@@ -127,7 +128,8 @@ class Simulation:
 
     def chunk_size(self, fused=False):
         budget = self.term_budget * (FUSED_BUDGET_FACTOR if fused else 1)
-        return max(1, budget // self.terms_per_pixel())
+        # per-pixel arrays (positions, solid angles, indices) also bound a chunk with few terms
+        return max(1, min(budget // self.terms_per_pixel(), MAX_CHUNK_PIXELS))
 
     def phi_zero_quirk_active(self):
         """nanoBragg.c only rotates the crystal when phi != 0, so a phi = 0 step reuses the previous

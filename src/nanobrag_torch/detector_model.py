@@ -39,7 +39,12 @@ class DetectorModel:
 
     @property
     def has_psf(self):
-        return self.psf in ("gauss", "fiber") and float(self.psf_fwhm_px) > 0.0
+        return self.psf in ("gauss", "fiber") and _number(self.psf_fwhm_px) > 0.0
+
+
+def _number(x):
+    """A parameter's value for tests and messages (it may be a tensor carrying a gradient)."""
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)
 
 
 def _gauss_cdf_term(x, y):
@@ -151,7 +156,7 @@ def apply_psf(image, kind, fwhm_px, radius=0, say=None, c_rounding=False):
     # ext[y, x] lands at y * W + x: x == W wraps to the next row's start; the last spill is dropped
     wrapped = torch.nn.functional.pad(ext[:h - 1, w:w + 1], (0, w - 1, 1, 0))
     out = ext[:h, :w] + wrapped
-    say("adding back %g lost photons" % float(lost))
+    say("adding back %g lost photons" % float(lost.detach()))
     if c_rounding:
         out = out.to(torch.float32).to(image.dtype)
     return out + lost / (h * w)
@@ -268,7 +273,7 @@ def noiseless_response(image, model, scale=1.0, noise=True, say=None):
     img = torch.as_tensor(image, dtype=torch.float64)
     photons = (img * scale).to(torch.float32).to(torch.float64)
     if not noise and model.has_psf:
-        say("  applying PSF to noiseless image width = %g pixels" % float(model.psf_fwhm_px))
+        say("  applying PSF to noiseless image width = %g pixels" % _number(model.psf_fwhm_px))
         photons = apply_psf(photons, model.psf, model.psf_fwhm_px, model.psf_radius, say, True).to(torch.float32)
     base = photons.to(torch.float64).numpy()
     return base, _noiseless(base, model)
@@ -282,7 +287,7 @@ def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_lab
     counts, total = streams.photon_counts(photons.astype(np.float32), model.flicker, model.calibration)
     if model.has_psf:
         say("%.0f photons on noise image before PSF" % total)
-        say("  applying PSF width = %s" % (psf_label or "%g pixels" % float(model.psf_fwhm_px)))
+        say("  applying PSF width = %s" % (psf_label or "%g pixels" % _number(model.psf_fwhm_px)))
         blurred = apply_psf(torch.from_numpy(counts), model.psf, model.psf_fwhm_px, model.psf_radius, say, True)
         counts = blurred.to(torch.float32).to(torch.float64).numpy()
     readout = streams.gaussians(counts.size).reshape(counts.shape) if model.readout_noise > 0.0 else None

@@ -104,3 +104,18 @@ def test_plan_frames_depend_on_index_only():
     plan = FramePlan("stills", 50, seed=10, misset_seed=4)
     assert plan.frame(37) == FramePlan("stills", 50, seed=10, misset_seed=4).frame(37)
     assert plan.frame(37).seed == 47 and plan.frame(37).args[:4] != plan.frame(36).args[:4]
+
+
+def test_spectra_from_a_file(work, capsys):
+    """kind = "file": each shot's spectrum from 'shot lambda_A weight' lines, as equal-weight quantiles."""
+    rows = [f"{shot} {wl:.4f} {w}" for shot in (1, 2) for wl, w in ((0.99, 1), (1.0, 6 if shot == 1 else 1),
+                                                                       (1.01, 1 if shot == 1 else 6))]
+    (work / "spectra.txt").write_text("# shot lambda weight\n" + "\n".join(rows) + "\n")
+    (work / "shots.toml").write_text('[spectrum]\nkind = "file"\nfile = "spectra.txt"\nsamples = 4\n')
+    run(BASE + ["-stills", "2", "-shots", "shots.toml", "-nexus", "sp.nxs"])
+    with h5py.File("sp.nxs", "r") as f:
+        wl = f["/entry/instrument/beam/incident_wavelength"][()]
+    assert wl.shape == (2, 4) and np.all((wl >= 0.99) & (wl <= 1.01))
+    assert wl[0].mean() < wl[1].mean()  # shot 2's spectrum leans to the long side
+    assert cli.main(BASE + ["-stills", "3", "-shots", "shots.toml", "-smv", "x"]) == 1  # no spectrum for shot 3
+    assert "no spectrum for shot 3" in capsys.readouterr().err and not list(work.glob("x*"))

@@ -100,6 +100,9 @@ class ShotTable:
         self.file_spectra = None
         if self.spectrum_cfg and self.spectrum_cfg["kind"] == "file":
             self.file_spectra = _read_spectra(self.spectrum_cfg.get("file"), path)
+            missing = [shot for shot in range(1, count + 1) if shot not in self.file_spectra]
+            if missing:  # found before any frame is written
+                raise InputFileError(f"{self.spectrum_cfg['file']}: no spectrum for shot {missing[0]}")
 
     def has_spectra(self) -> bool:
         return self.spectrum_cfg is not None

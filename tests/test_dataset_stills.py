@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nanobrag_torch import cli
+from nanobrag_torch.datasets.meta import lab_to_mcstas
 from nanobrag_torch.datasets.plan import FramePlan, still_misset_deg, uniform_rotation
 from nanobrag_torch.geometry.vectors import rotate_xyz
 from nanobrag_torch.io.smv import read_smv
@@ -76,6 +77,11 @@ def test_stills_with_shots_equal_single_runs(work):
     metric = np.einsum("nji,njk->nik", ub, ub)
     np.testing.assert_allclose(metric, metric[[0, 0, 0]], rtol=1e-10, atol=1e-16)
     assert not np.allclose(ub[0], ub[1])
+    # each UB is the drawn rotation of the same lattice: UB_k UB_0^-1 = M U_k U_0^T M^T (M: lab -> McStas)
+    m = lab_to_mcstas([1.0, 0.0, 0.0])
+    for k in (1, 2):
+        relative = m.T @ ub[k] @ np.linalg.inv(ub[0]) @ m
+        np.testing.assert_allclose(relative, uniform_rotation(3, k) @ uniform_rotation(3, 0).T, atol=1e-9)
     assert wl.shape == (3, 3) and np.allclose(weights, 1 / 3)
     assert np.all(np.abs(wl - 1.0) < 0.02) and not np.allclose(wl[0], wl[1])
     assert np.all((fluence >= 1e23) & (fluence <= 1e24)) and len(set(fluence)) == 3

@@ -121,6 +121,7 @@ def main(argv=None):
     # a folder of their own: run.py's history plot reads the records in benchmarks/results/
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / "structure_factors" / time.strftime(
         "sf-%Y%m%d-%H%M%S.json", time.gmtime())
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(f"record: {out} (load average {record['loadavg_before'][0]:.1f} -> {record['loadavg_after'][0]:.1f})")
     return 0

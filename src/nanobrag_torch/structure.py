@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 HC_EV_A = 12398.42  # h c in eV Angstrom, as nanoBragg's -energy
-TERM_BUDGET = 1 << 21  # (reflection x atom) terms per chunk
+TERM_BUDGET = 1 << 18  # (reflection x atom) terms per chunk: a few MB per intermediate
+ROW_BUDGET = 1 << 20  # (row x atom) terms per block of rows (the products run over whole rows)
 
 
 @dataclass
@@ -211,12 +212,11 @@ def structure_factors(model: AtomicModel, hkl, amplitudes: bool = True) -> torch
     axis = _row_axis(recip_np)
     if axis is None or len(hkl_np) == 0:
         step = max(1, TERM_BUDGET // max(1, images.shape[0]))
-        parts = [run(_chunk_sf, hkl[i:i + step], stol2[i:i + step], images, B, weights, f[i:i + step], fpp)
-                 for i in range(0, hkl.shape[0], step)]
-        real = torch.cat([p[0] for p in parts]) if parts else hkl.new_zeros(0)
-        imag = torch.cat([p[1] for p in parts]) if parts else hkl.new_zeros(0)
+        chunks = ((slice(i, i + step), *run(_chunk_sf, hkl[i:i + step], stol2[i:i + step], images, B, weights,
+                                            f[i:i + step], fpp)) for i in range(0, hkl.shape[0], step))
     else:
-        real, imag = _rows_sf(hkl_np, axis, recip_np, images, B, weights, element, f, fpp, run)
+        chunks = _rows_sf(hkl_np, axis, recip_np, images, B, weights, element, f, fpp, run)
+    real, imag = _assemble(len(hkl_np), chunks, grad, hkl)
     if not amplitudes:
         return torch.complex(real, imag)
     return safe_amplitude(real, imag)
@@ -256,7 +256,8 @@ def _row_axis(recip: np.ndarray):
 
 
 def _rows_sf(hkl, axis, recip, images, B, weights, element, f, fdprime, run):
-    """(real, imaginary) F by rows along a reciprocal axis perpendicular to the other two.
+    """(positions, real, imaginary) of F by blocks of rows along a reciprocal axis perpendicular to
+    the other two.
 
     Along such a row s^2 = A(h, k) + l^2 |c*|^2, so each atom's term factorizes into a part that
     depends on the row, W = exp(-B A / 4 + 2 pi i (h x + k y)), and one that depends on l alone,
@@ -277,19 +278,29 @@ def _rows_sf(hkl, axis, recip, images, B, weights, element, f, fdprime, run):
     c2 = float(recip[axis] @ recip[axis])
     G = torch.exp(torch.complex(-B[:, None] * (c2 / 4.0) * ls[None] ** 2, (2 * math.pi) * xyz[:, 2:3] * ls[None]))
     groups = [torch.nonzero(element == e).reshape(-1) for e in range(weights.shape[1])]
-    step = max(1, TERM_BUDGET // max(1, images.shape[0]))
+    step = max(1, ROW_BUDGET // max(1, images.shape[0]))
     order = np.argsort(row_of, kind="stable")
     bounds = np.searchsorted(row_of[order], np.arange(0, len(rows) + step, step))
-    real, imag = [], []
     for c, r0 in enumerate(range(0, len(rows), step)):
-        pick = order[bounds[c]:bounds[c + 1]]
-        local = t(row_of[pick] - r0) * n_l + t(hp[pick, 2] - lmin)
-        re, im = run(_row_chunk, t(rows[r0:r0 + step].astype(np.float64)), row_s2[r0:r0 + step], xyz, B, weights,
-                     G, local, f[t(pick)], fdprime, groups)
-        real.append(re)
-        imag.append(im)
-    inverse = t(np.argsort(order, kind="stable"))
-    return torch.cat(real)[inverse], torch.cat(imag)[inverse]
+        pick = t(order[bounds[c]:bounds[c + 1]])
+        local = t(row_of[pick.cpu().numpy()] - r0) * n_l + t(hp[pick.cpu().numpy(), 2] - lmin)
+        yield (pick, *run(_row_chunk, t(rows[r0:r0 + step].astype(np.float64)), row_s2[r0:r0 + step], xyz, B,
+                          weights, G, local, f[pick], fdprime, groups))
+
+
+def _assemble(n, chunks, grad, like):
+    """(real, imaginary) of n reflections from (positions, real, imaginary) chunks. Without autograd
+    the chunks are copied into preallocated results as they come (keeping every small chunk result
+    alive among the big temporaries fragments the heap: resident memory grew ~2 MB per chunk)."""
+    if grad:
+        where, real, imag = zip(*chunks)
+        index = torch.cat([torch.arange(n, device=like.device)[w] for w in where])
+        zeros = like.new_zeros(n)
+        return zeros.index_put((index,), torch.cat(real)), zeros.index_put((index,), torch.cat(imag))
+    real, imag = like.new_zeros(n), like.new_zeros(n)
+    for where, re, im in chunks:
+        real[where], imag[where] = re, im
+    return real, imag
 
 
 def _row_chunk(rows, row_s2, xyz, B, weights, G, local, f, fdprime, groups):

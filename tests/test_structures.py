@@ -219,8 +219,9 @@ def write_cif_sf(path, hkl, F, spacegroup, cell):
     lines = ["data_r1test", f"_cell.length_a {cell[0]}", f"_cell.length_b {cell[1]}", f"_cell.length_c {cell[2]}",
              f"_cell.angle_alpha {cell[3]}", f"_cell.angle_beta {cell[4]}", f"_cell.angle_gamma {cell[5]}",
              f"_symmetry.space_group_name_H-M '{spacegroup}'", "loop_", "_refln.index_h", "_refln.index_k",
-             "_refln.index_l", "_refln.status", "_refln.F_meas_au", "_refln.F_calc"]
-    lines += [f"{h} {k} {l} o {f!r} {2 * f!r}" for (h, k, l), f in zip(hkl.tolist(), F.tolist())]
+             "_refln.index_l", "_refln.status", "_refln.F_meas_au", "_refln.F_calc", "_refln.pdbx_F_plus",
+             "_refln.pdbx_F_minus"]
+    lines += [f"{h} {k} {l} o {f!r} {2 * f!r} {3 * f!r} {4 * f!r}" for (h, k, l), f in zip(hkl.tolist(), F.tolist())]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -233,6 +234,12 @@ def test_cif_sf_columns(tmp_path):
     meas, calc = read_p1(tmp_path / "meas.hkl"), read_p1(tmp_path / "calc.hkl")
     assert meas == own_expansion(sg, hkl, F)
     assert all(calc[k] == 2 * meas[k] for k in meas)
+    assert hkltool.main([str(tmp_path / "r.cif"), str(tmp_path / "anom.hkl"), "--anomalous"]) == 0
+    anom = read_p1(tmp_path / "anom.hkl")
+    expected = own_expansion(sg, hkl, 3 * F, friedel=False)
+    for key, value in own_expansion(sg, -hkl, 4 * F, friedel=False).items():
+        expected.setdefault(key, value)
+    assert anom == expected
     assert run_cli(["-cif_sf", "r.cif", "-cif_column", "F_calc", *RUN, "-floatfile", "cif.bin"], tmp_path) == 0
     assert np.fromfile(tmp_path / "cif.bin", np.float32).max() > 0
 

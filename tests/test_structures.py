@@ -355,3 +355,20 @@ def test_image_gradient_reaches_the_atoms(tmp_path):
         p["atom_xyz"] = base
     numeric = (values[0] - values[1]) / (2 * h)
     assert numeric == pytest.approx(float((grads[0] * direction).sum()), rel=1e-5)
+
+
+def test_nanobragg_c_reads_nb_hkl_output(tmp_path):
+    """nanoBragg.c ($NB_C_BIN) renders nb-hkl's P1 file as we render the MTZ it came from."""
+    c_bin = os.environ.get("NB_C_BIN")
+    if not c_bin or not os.access(c_bin, os.X_OK):
+        pytest.skip("NB_C_BIN does not name the nanoBragg.c program")
+    import subprocess
+    hkl = asu_reflections(SPACEGROUP, TETRAGONAL, 3.0)[1]
+    F = np.random.default_rng(4).uniform(5.0, 200.0, len(hkl)).astype(np.float32)
+    write_mtz(tmp_path / "data.mtz", SPACEGROUP, TETRAGONAL, hkl, [("FP", "F", F)])
+    assert hkltool.main([str(tmp_path / "data.mtz"), str(tmp_path / "P1.hkl")]) == 0
+    assert run_cli(["-mtz", "data.mtz", *RUN, "-floatfile", "ours.bin"], tmp_path) == 0
+    subprocess.run([c_bin, "-hkl", "P1.hkl", "-cell", *map(str, TETRAGONAL), *RUN, "-floatfile", "c.bin"],
+                   cwd=tmp_path, capture_output=True, timeout=300, check=True)
+    ours, c = (np.fromfile(tmp_path / name, np.float32) for name in ("ours.bin", "c.bin"))
+    assert c.max() > 0 and np.corrcoef(ours, c)[0, 1] > 0.999999

@@ -223,9 +223,19 @@ def _dynamic_shapes(inputs):
     return tuple(shapes)
 
 
+def cpu_seconds():
+    """CPU time of this process and its finished children (the C++ compiler runs as one)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _build(path, module, inputs, dtype):
     import torch._inductor
     import torch._inductor.config as inductor_config
+
+    start = cpu_seconds()
 
     _configure_inductor()
     # float32 runs may fuse multiply-adds (one rounding instead of two); float64 keeps the
@@ -248,13 +258,12 @@ def _build(path, module, inputs, dtype):
     scratch = tempfile.mkdtemp(prefix=key + ".inductor.", dir=folder)
     previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch
-    start = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch._inductor.aoti_compile_and_package(program, package_path=tmp)
         os.replace(tmp, path)  # atomic: concurrent runs never see half a package
-        _record_build_time(folder, time.perf_counter() - start, key)
+        _record_build_time(folder, cpu_seconds() - start, key)
     finally:
         if previous is None:
             os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
@@ -334,7 +343,8 @@ def _build_locked(path, build, wait=True):
 
 
 def _record_build_time(folder, seconds, key):
-    """One line per build in the cache's builds.log: what was built and how long it took."""
+    """One line per build in the cache's builds.log: what was built and its CPU seconds (a build runs
+    on one core, so on an idle machine that is also its wall time)."""
     try:
         with open(os.path.join(folder, "builds.log"), "a") as handle:
             handle.write(f"{key} {seconds:.1f}\n")
@@ -343,7 +353,7 @@ def _record_build_time(folder, seconds, key):
 
 
 def expected_build_seconds():
-    """How long the last kernel build here took (a guess before the first one)."""
+    """CPU seconds of the last kernel build here (a guess before the first one)."""
     try:
         with open(os.path.join(cache_dir(), "builds.log")) as handle:
             return float(handle.read().split()[-1])
@@ -417,7 +427,11 @@ def kernel_for_run(kernel, work, eager_seconds_per_term):
     """The kernel function for a run of `work` pixel x term evaluations, or None to render this run
     with the eager engine: a first run never waits for a build longer than rendering eagerly would
     take. If the eager render (timed on a few pixels) is quicker than a build, the kernel is built in
-    a background process for later runs instead (or is already being built by another process)."""
+    a background process for later runs instead (or is already being built by another process).
+
+    eager_seconds_per_term: CPU seconds per evaluation divided by the threads the eager engine uses
+    (its wall time per evaluation on an idle machine); both sides are CPU-based, so another job's
+    load on the machine does not tip the choice."""
     if kernel.ready():
         return kernel.load()
     if kernel.aot:

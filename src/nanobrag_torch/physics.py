@@ -36,19 +36,21 @@ def _integer_count(n):
     return int(n) if n == int(n) and n >= 1 else None
 
 
-def sincg_pi(h, n, integer=None):
+def sincg_pi(h, n, integer=None, polynomial=False):
     """sincg(pi h, n) = sin(n pi h) / sin(pi h).
 
     integer: n is a whole number (None: decided from its value). For an integer n this is a ratio
     of two sine polynomials of reduced arguments (n may then be a tensor: a compiled kernel takes
     the count as an input); while h is differentiated, U_{n-1}(cos pi h), the Chebyshev polynomial
-    of the second kind, whose slopes stay exact right next to integer h."""
+    of the second kind, whose slopes stay exact right next to integer h.
+    polynomial: the sines as polynomials (a compiled loop: no library call that spills registers)
+    instead of the library's sine (eager: one pass over memory instead of a dozen)."""
     count = _integer_count(n) if integer is None else (n if integer else None)
     if count is None:
         return _sincg_pi_reduced(h, n)
     if isinstance(count, int) and count <= CHEBYSHEV_MAX_N and h.requires_grad and torch.is_grad_enabled():
         return _chebyshev(h, count)
-    return _sincg_pi_integer(h, count)
+    return _sincg_pi_integer(h, count, sin_pi if polynomial else _library_sin_pi)
 
 
 def _chebyshev(h, count):
@@ -62,7 +64,11 @@ def _chebyshev(h, count):
     return cur
 
 
-def _sincg_pi_integer(h, n):
+def _library_sin_pi(r):
+    return torch.sin(math.pi * r)
+
+
+def _sincg_pi_integer(h, n, sine=None):
     """sin(n pi h) / sin(pi h) for a whole number n >= 1 (a number or a 0-d tensor).
 
     With h = m + r (m = round(h)) and n r = j + s (j = round(n r)), the ratio is
@@ -74,8 +80,9 @@ def _sincg_pi_integer(h, n):
     j = torch.round(nr.detach())
     s = nr - j
     at_peak = r == 0
-    den = torch.where(at_peak, torch.ones_like(r), sin_pi(r))
-    ratio = sin_pi(s) / den
+    sine = sine or sin_pi
+    den = torch.where(at_peak, torch.ones_like(r), sine(r))
+    ratio = sine(s) / den
     parity = (n - 1) * m + j
     sign = 1.0 - 2.0 * (parity - 2.0 * torch.floor(0.5 * parity))  # (-1)^parity
     return sign * torch.where(at_peak, torch.zeros_like(r) + n, ratio)
@@ -164,7 +171,7 @@ def lattice_factor(shape, h, k, l, na, nb, nc, fudge, dstar_sqr=None, runtime_co
         # nanoBragg skips axes with N <= 1 (sincg would be exactly 1 there anyway for N = 1)
         for idx, n in zip((h, k, l), (na, nb, nc)):
             if runtime_counts is not None:
-                f = f * sincg_pi(idx, n, integer=runtime_counts == "integer")
+                f = f * sincg_pi(idx, n, integer=runtime_counts == "integer", polynomial=True)
             elif _gt_one(n):
                 f = f * sincg_pi(idx, n)
         return f

@@ -5,7 +5,6 @@ whole detector, a region of interest, or an explicit list of pixels. Differentia
 """
 import logging
 import os
-import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -262,11 +261,15 @@ class Simulation:
         return run
 
     def _eager_seconds_per_term(self, slow, fast, prepared, state):
-        """The eager engine's time per pixel x term, measured on a few of these pixels."""
+        """The eager engine's time per pixel x term on an idle machine, measured on a few of these
+        pixels: CPU seconds over its threads (a busy machine's wall clock would overstate it)."""
+        from .fused import cpu_seconds
+
         count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
-        start = time.perf_counter()
+        start = cpu_seconds()
         self._render_eager(slow[:count], fast[:count], prepared, state)
-        return (time.perf_counter() - start) / (count * self.terms_per_pixel())
+        cpu = cpu_seconds() - start
+        return cpu / max(1, torch.get_num_threads()) / (count * self.terms_per_pixel())
 
     def _compile_ok(self, state, pending_ok=False):
         """Use the compiled plain path when it pays off and nothing needs autograd or per-term state.

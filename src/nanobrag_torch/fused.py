@@ -279,10 +279,12 @@ class NoCompiler(RuntimeError):
 
 
 def _check_compiler():
+    if _SOURCE.get("compiler"):
+        return  # found earlier in this process
     from torch._inductor import cpp_builder
 
     try:
-        cpp_builder.get_cpp_compiler()
+        _SOURCE["compiler"] = cpp_builder.get_cpp_compiler()
     except Exception as exc:  # InvalidCxxCompiler, or a compiler that does not run
         import torch._inductor.config as inductor_config
 

@@ -249,6 +249,11 @@ def test_release_removes_extracted_packages_while_simulations_live(inputs, tmp_p
     fused.release()
 
 
+def _kernel_lines(err):
+    """stderr's lines about compiled kernels (set-up notes, such as the phi = 0 one, aside)."""
+    return [line for line in err.strip().splitlines() if "kernel" in line or "compiler" in line]
+
+
 def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys):
     """Without a working compiler (or on a device whose compiler fails) the run still completes on
     the eager engine, and the command line says so in one line on stderr."""
@@ -264,7 +269,7 @@ def test_failed_build_warns_once_and_renders_eagerly(inputs, monkeypatch, capsys
     monkeypatch.setattr(fused, "expected_build_seconds", lambda: 0.0)
     args = CONFIGS["heavy_still"] + ["-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
     assert cli.main(args) == 0
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _kernel_lines(capsys.readouterr().err)
     assert err == ["nanoBragg: warning: compiled kernel unavailable (RuntimeError: InvalidCxxCompiler: no working C++ "
                    "compiler); rendering with the eager engine (slower; NANOBRAGG_COMPILE=0 skips the attempt)"]
     assert simulator._COMPILED["ok"] is False  # later simulations in this process do not retry
@@ -290,11 +295,11 @@ def test_command_line_notes_a_kernel_build_once(inputs, monkeypatch, capsys):
     # -nopolar selects a kernel that no other test builds, so the first run here builds
     args = CONFIGS["heavy_still"] + ["-nopolar", "-floatfile", "f.bin", "-nonoise", "-nopgm", "-noprogress"]
     assert cli.main(args) == 0
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _kernel_lines(capsys.readouterr().err)
     cache = os.environ["NANOBRAGG_CACHE"]
     assert err == [f"nanoBragg: note: building a compiled kernel for this configuration (once; it is kept in {cache})"]
     assert cli.main(args) == 0
-    assert capsys.readouterr().err == ""
+    assert _kernel_lines(capsys.readouterr().err) == []
 
 
 def test_damaged_kernel_package_is_rebuilt(inputs, caplog):

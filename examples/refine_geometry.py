@@ -24,7 +24,7 @@ MAX_ROUNDS, STOP = 5, 0.01  # L-BFGS rounds; stop when a round gains less log-li
 
 
 def simulation():
-    det = nb.Detector.mosflm(distance_mm=DISTANCE_MM, pixel_mm=PIXEL_MM, fpixels=PIXELS)
+    det = nb.Detector.mosflm(distance_mm=DISTANCE_MM, pixel_mm=PIXEL_MM, fpixels=PIXELS, oversample=1)
     xtal = nb.Crystal.from_cell(*CELL, misset=MISSET, N=6, default_F=100.0)
     return nb.Simulation(det, xtal, nb.Beam.monochromatic(wavelength_A=1.0))
 
@@ -64,7 +64,8 @@ def main():
             return dict(cell_a_rel_err=abs(float(p["cell"][0] / truth["cell"][0] - 1.0)),
                         misset_deg_err=float((p["misset"] - truth["misset"]).abs().max()),
                         distance_mm_err=abs(float(p["distance"] - truth["distance"])),
-                        beam_mm_err=max(abs(float(p["Fbeam"] - truth["Fbeam"])), abs(float(p["Sbeam"] - truth["Sbeam"]))))
+                        beam_mm_err=max(abs(float(p["Fbeam"] - truth["Fbeam"])),
+                                        abs(float(p["Sbeam"] - truth["Sbeam"]))))
 
     def nll():
         assign(x)

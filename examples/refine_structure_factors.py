@@ -34,7 +34,7 @@ def reflections(generator):
 def stills(idx, F):
     sims = []
     for misset in ORIENTATIONS:
-        det = nb.Detector.mosflm(distance_mm=DISTANCE_MM, pixel_mm=PIXEL_MM, fpixels=PIXELS)
+        det = nb.Detector.mosflm(distance_mm=DISTANCE_MM, pixel_mm=PIXEL_MM, fpixels=PIXELS, oversample=1)
         xtal = nb.Crystal.from_cell(*CELL, misset=misset, N=6, hkl=(idx, F.tolist()))
         sims.append(nb.Simulation(det, xtal, nb.Beam.monochromatic(wavelength_A=1.0)))
     return sims

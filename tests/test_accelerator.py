@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
-from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch import cli, simulator
+
+from heavy_still import heavy_still_args, write_hkl
 
 DEVICE = os.environ.get("NB_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),

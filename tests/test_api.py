@@ -14,9 +14,7 @@ import nanobrag_torch as nb
 from nanobrag_torch import cli
 from nanobrag_torch.differentiable import applicable
 
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "golden"))
-needs_golden = pytest.mark.skipif(not (GOLDEN / "cases.json").exists(),
-                                  reason=f"golden suite not found at {GOLDEN} (set NB_GOLDEN_DIR)")
+from conftest import GOLDEN, needs_golden
 
 
 def _cases():
@@ -92,11 +90,49 @@ def test_object_built_simulation_matches_from_args():
     beam = nb.Beam.monochromatic(wavelength_A=1.0, dispersion_pct=0.5, dispsteps=3)
     image = nb.Simulation(det, xtal, beam).run()
     ref = nb.from_args("-cell 70 80 90 75 85 95 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 100 "
-                       "-detpixels_f 32 -detpixels_s 24 -pixel 0.1 -Xbeam 1.3 -Ybeam 1.7 -oversample 1 "
+                       "-detpixels_f 32 -detpixels_s 24 -pixel 0.1 -Xbeam 1.3 -Ybeam 1.7 "
                        "-dispersion 0.5 -dispsteps 3".split())
     expected = ref.run()
     assert expected.max() > 10
+    # both choose nanoBragg's automatic oversampling from the crystal size (here 2x2 sub-pixels)
+    assert det.oversample == ref.detector.oversample == 2
     torch.testing.assert_close(image, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_object_built_simulation_matches_from_args_on_every_sampling_axis():
+    """Oversampling, phi steps, mosaic domains and several sources at once: any count that the
+    two ways of building weigh differently (e.g. oversample vs oversample^2) shows up here."""
+    det = nb.Detector.mosflm(distance_mm=100, pixel_mm=0.1, fpixels=20, spixels=16, beam_mm=(0.9, 1.1), oversample=2)
+    xtal = nb.Crystal.from_cell(70, 80, 90, 75, 85, 95, misset=(10, 20, 30), N=5, default_F=100, phi_deg=5,
+                                osc_deg=3, phisteps=3, mosaic_deg=0.5, mosaic_domains=3)
+    beam = nb.Beam.monochromatic(wavelength_A=1.0, dispersion_pct=0.5, dispsteps=3)
+    sim = nb.Simulation(det, xtal, beam)
+    ref = nb.from_args("-cell 70 80 90 75 85 95 -misset 10 20 30 -default_F 100 -N 5 -lambda 1 -distance 100 "
+                       "-detpixels_f 20 -detpixels_s 16 -pixel 0.1 -Xbeam 0.9 -Ybeam 1.1 -oversample 2 "
+                       "-phi 5 -osc 3 -phisteps 3 -mosaic 0.5 -mosaic_dom 3 -dispersion 0.5 -dispsteps 3")
+    assert (sim.terms_per_pixel(), sim.flags.steps) == (ref.terms_per_pixel(), ref.flags.steps) == (108, 108)
+    expected = ref.run()
+    assert expected.max() > 1
+    torch.testing.assert_close(sim.run(), expected, rtol=1e-10, atol=1e-12 * float(expected.max()))
+
+
+def test_dispersion_parameter_after_from_args():
+    sim = nb.from_args("-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -detpixels 6 "
+                       "-dispersion 5 -dispsteps 5 -oversample 1")
+    assert "dispersion" in nb.available_parameters(sim)
+    reference = sim.run()
+    p = nb.parameters(sim, "dispersion", "wavelength")
+    assert float(p["dispersion"].detach()) == pytest.approx(5.0) and float(p["wavelength"].detach()) == pytest.approx(6.2)
+    torch.testing.assert_close(sim.run(), reference, rtol=1e-12, atol=1e-12 * float(reference.max()))
+    slow, fast = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 5])
+
+    def render(dispersion):
+        p["dispersion"] = dispersion
+        return sim.render_pixels(slow, fast)
+
+    x = torch.tensor(5.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.grad(render(x).sum(), x)[0] != 0
+    assert torch.autograd.gradcheck(render, (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
 def test_roi_image_and_pixel_list_match_full_image():
@@ -192,6 +228,11 @@ def test_readme_python_api_example_runs():
     exec(compile(code, "README.md", "exec"), namespace)
     assert torch.isfinite(namespace["p"]["cell"].grad).all() and namespace["p"]["cell"].grad.abs().max() > 0
     assert namespace["roi"].shape == (11, 11)
+    # its two ways of building describe the same simulation: the same image
+    with torch.no_grad():
+        from_args, from_objects = namespace["image"], namespace["sim2"].run()
+    assert from_args.max() > 10
+    torch.testing.assert_close(from_objects, from_args, rtol=1e-10, atol=1e-12 * float(from_args.max()))
 
 
 @needs_golden

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
-from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch import fused, simulator
+
+from heavy_still import heavy_still_args, write_hkl
 
 CONFIGS = {
     "heavy_still": heavy_still_args("small.hkl", 20, 4),

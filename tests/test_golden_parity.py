@@ -7,7 +7,6 @@ noise image and PGM byte-identical, and the %g statistics lines identical as tex
 import gzip
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import pytest
 from nanobrag_torch import cli
 from nanobrag_torch.io.hkl import read_hkl
 
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "golden"))
-MISSING = f"golden suite not found at {GOLDEN} (set NB_GOLDEN_DIR to the folder holding cases.json)"
+from conftest import GOLDEN, MISSING
+
 PRE_OUTPUTS = ["-nonoise", "-nopgm", "-floatfile", "pre.bin", "-intfile", "pre.img"]
 SUMMARY_PREFIXES = ("max_I = ", "mean= ", "intfile_scale = ")
 MIN_CORR, TOL = 0.999999, 1e-6

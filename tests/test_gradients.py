@@ -55,8 +55,9 @@ def pair(xtal_kw=None, det_kw=None, beam_kw=None, sim_edit=None):
     hkl = pick_reflection(xtal)
     lam, beam_mm = aim(xtal, hkl)
     for centre in ((CENTRE[0] * PIXEL_MM, CENTRE[1] * PIXEL_MM), beam_mm):
+        # one sub-pixel unless asked: the centre pixel's only sample sits on the singular point
         det = nb.Detector.mosflm(distance_mm=DISTANCE_MM, pixel_mm=PIXEL_MM, fpixels=9, beam_mm=centre,
-                                 **(det_kw or {}))
+                                 **{"oversample": 1, **(det_kw or {})})
         beam = nb.Beam.monochromatic(wavelength_A=lam, **(beam_kw or {}))
         sim = nb.Simulation(det, crystal(**(xtal_kw or {})), beam)
         if sim_edit:

@@ -1,10 +1,8 @@
 """Readers/writers for HKL, Fdump, MOSFLM matrix and source files."""
-import os
 import shutil
 import struct
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +12,7 @@ from nanobrag_torch.io.hkl import HKLGrid, read_fdump, read_hkl, write_fdump
 from nanobrag_torch.io.matrix import read_mosflm_matrix
 from nanobrag_torch.io.sources import read_sources
 
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden"))
-FIXTURES = GOLDEN / "fixtures"
-C_BINARY = Path(os.environ.get("NB_C_BIN", ""))  # the C reference program (nanoBragg.c), if there is one
-
-needs_golden = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"golden fixtures not found at {FIXTURES} (set NB_GOLDEN_DIR)")
+from conftest import FIXTURES, needs_golden
 
 
 def write(tmp_path, name, content):
@@ -134,11 +128,10 @@ def test_fdump_first_value_looking_like_whitespace(tmp_path):
 
 
 @needs_golden
-@pytest.mark.skipif(not C_BINARY.is_file(), reason="C reference program not found (set NB_C_BIN to nanoBragg.c's build)")
 @pytest.mark.parametrize("name, default_F", [("tri.hkl", 0.0), ("sparse.hkl", 3.0)])
-def test_fdump_identical_to_c(tmp_path, name, default_F):
+def test_fdump_identical_to_c(tmp_path, c_bin, name, default_F):
     shutil.copy(FIXTURES / name, tmp_path / name)
-    args = [str(C_BINARY), "-cell", "70", "80", "90", "75", "85", "95", "-hkl", name, "-default_F", str(default_F),
+    args = [c_bin, "-cell", "70", "80", "90", "75", "85", "95", "-hkl", name, "-default_F", str(default_F),
             "-N", "1", "-lambda", "1", "-distance", "100", "-detpixels", "4", "-nointerpolate", "-noprogress",
             "-nonoise", "-nopgm", "-floatfile", "f.bin", "-intfile", "i.img"]
     subprocess.run(args, cwd=tmp_path, capture_output=True, check=True, timeout=60)

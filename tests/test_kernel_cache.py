@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import nanobrag_torch as nb
-from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch import fused
+
+from heavy_still import heavy_still_args, write_hkl
 
 # 80 x 80 pixels x 200 terms: above the size at which a run looks for a kernel, small enough that
 # rendering eagerly is quicker than a build (so a first run renders eagerly and builds in the background)

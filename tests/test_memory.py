@@ -14,6 +14,7 @@ PROBE = r"""
 import json, resource, sys
 import torch
 from nanobrag_torch import cli, setup
+cli.tune_process()  # what the command line does at start-up (glibc malloc thresholds)
 n, budget = int(sys.argv[1]), int(sys.argv[2])
 argv = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "1", "-N", "5",
         "-distance", "100", "-detpixels", str(n), "-oversample", "2", "-nonoise", "-nopgm", "-noprogress"]

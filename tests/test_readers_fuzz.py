@@ -16,8 +16,10 @@ from nanobrag_torch.io.hkl import HKLGrid, read_fdump, read_hkl, write_fdump
 from nanobrag_torch.io.matrix import read_mosflm_matrix
 from nanobrag_torch.io.sources import read_sources
 
-FIXTURES = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden")) / "fixtures"
-FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+from conftest import FIXTURES
+
+FUZZ = settings(max_examples=500, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def seeds(names, fallback, max_bytes=1500):

@@ -14,6 +14,8 @@ import pytest
 
 from nanobrag_torch import rng
 
+from conftest import GOLDEN
+
 
 def _draws(seed, n, table=None):
     r = rng.Ran1(seed, table)
@@ -119,8 +121,7 @@ def test_umat2misset_roundtrip_of_rotation():
 
 
 def golden_dir():
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.environ.get("NB_GOLDEN_DIR", os.path.join(here, "..", "..", "shared", "golden"))
+    return str(GOLDEN)
 
 
 def test_noise_image_identical_to_golden():

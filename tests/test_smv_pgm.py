@@ -9,6 +9,8 @@ import pytest
 from nanobrag_torch.errors import InputFileError
 from nanobrag_torch.io import floatimage, pgm, smv
 
+from conftest import GOLDEN
+
 FIELDS = dict(SIZE1=256, SIZE2=256, PIXEL_SIZE=0.1, DISTANCE=100, WAVELENGTH=6.2,
               BEAM_CENTER_X=12.85, BEAM_CENTER_Y=12.85, ADXV_CENTER_X=12.9, ADXV_CENTER_Y=12.7,
               MOSFLM_CENTER_X=12.85, MOSFLM_CENTER_Y=12.85, DENZO_X_BEAM=12.9, DENZO_Y_BEAM=12.9,
@@ -17,8 +19,7 @@ FIELDS = dict(SIZE1=256, SIZE2=256, PIXEL_SIZE=0.1, DISTANCE=100, WAVELENGTH=6.2
 
 
 def golden_dir():
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.environ.get("NB_GOLDEN_DIR", os.path.join(here, "..", "..", "shared", "golden"))
+    return str(GOLDEN)
 
 
 def need_golden():

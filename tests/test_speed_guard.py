@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from heavy_still import heavy_still_args, write_hkl
 from nanobrag_torch.cli import run
+
+from heavy_still import heavy_still_args, write_hkl
 
 PIXELS = 128
 OVERSAMPLE, PHISTEPS, DOMAINS = 2, 5, 10  # the counts heavy_still_args sets

@@ -1,16 +1,15 @@
 """-printout (vs the C reference's printed values) and -trace_pixel (vs the image it traces)."""
 import io
 import json
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nanobrag_torch import cli
 
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "golden"))
+from conftest import GOLDEN
+
 OUTS = ["-floatfile", "float.bin", "-intfile", "int.img", "-noprogress", "-nonoise", "-nopgm"]
 BASE = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -detpixels 256 -pixel 0.1".split()
 PRINTOUT = ["-printout", "-printout_pixel", "100", "110"]

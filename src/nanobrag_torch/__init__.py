@@ -2,21 +2,31 @@
 
 The Python API (see README, "Python API") is importable from the package; it is loaded on first
 use so that `python -m nanobrag_torch` and the small modules stay quick to import.
+
+    import nanobrag_torch as nb
+    sim = nb.from_args("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 64")
+    image = nb.simulate(sim)            # (slow, fast) tensor, the command line's float image
 """
+from importlib import metadata as _metadata
+
 _API = ("Beam", "Crystal", "Detector", "Flags", "PanelDetector", "Parameters", "SPECS", "Simulation",
         "available_parameters", "from_args", "parameters", "read_expt", "release", "simulate", "write_expt")
 
-__all__ = list(_API)
+__all__ = [*_API, "__version__"]
+
+try:
+    __version__ = _metadata.version("nanobrag_torch")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
-def __getattr__(name):
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            return version("nanobrag_torch")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            return "unknown"
+def __getattr__(name: str):
     if name in _API:
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'nanobrag_torch' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    """The public API (submodules stay importable by name but are not advertised)."""
+    return sorted(__all__)

@@ -9,6 +9,7 @@ Models: `Detector.mosflm(...)`, `Crystal.from_cell(...)` / `Crystal.from_matrix(
 `Beam.monochromatic(...)`, then `Simulation(detector, crystal, beam)`.
 """
 import os
+import shlex
 import tempfile
 
 import torch
@@ -48,14 +49,15 @@ def _quiet(text):
 
 
 def from_args(args, device=None, dtype=None, write_fdump=False):
-    """The Simulation that the command line builds for `args` (nanoBragg options, strings or numbers).
+    """The Simulation that the command line builds for `args`: one string split like a shell
+    (`"-cell 70 80 90 90 90 90 -N 5"`) or a list of options and values (strings or numbers).
 
     Files are read relative to the current folder. device/dtype override -device/-dtype. Output
     options are accepted and ignored; with write_fdump=False an -hkl file does not leave an
     Fdump.bin behind. The resolved nanoBragg settings are kept as `sim.settings`."""
     from . import cli, setup
 
-    args = [str(a) for a in args]
+    args = shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
     v = cli.load_settings(args, _quiet)
     if dtype is not None:
         if dtype not in _DTYPES:

@@ -1,22 +1,15 @@
-"""nanoBragg-compatible command line: parse flags into settings, run the simulator, write files."""
-import gc
+"""nanoBragg-compatible command line: parse flags into settings, run the simulator, write files.
+
+The process-wide tuning that helps a command-line run (garbage collector, malloc) is done by
+`entry()`, the console script, never on import: a library must not change its host program."""
 import logging
 import os
 import sys
 import time
 import warnings
 
-_FIRST_IMPORT = "torch" not in sys.modules
-if _FIRST_IMPORT:
-    # importing torch creates ~10^6 objects; collecting garbage among them while they load costs
-    # a third of the import time of a short command-line run
-    gc.disable()
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-if _FIRST_IMPORT:
-    gc.freeze()  # what was imported lives for the whole run: keep it out of later collections
-    gc.enable()
+import numpy as np
+import torch
 
 from . import background_noise, usage
 from .companion import check_output_names, console_entry
@@ -171,11 +164,30 @@ def _once():
     return first_time
 
 
+def tune_process():
+    """Process-wide tuning for a command-line run (called by `entry`; never by the library).
+
+    glibc serves large chunk buffers with mmap so they go back to the OS when freed (otherwise it
+    raises its mmap threshold after the first large free, equal-sized chunk buffers then come from
+    the heap and fragment it, and peak memory grows with the detector size), and keeps up to
+    64 MiB of freed heap mapped (trimming it after every chunk and faulting it back in for the
+    next costs more system time than the kernels take)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB (also disables the dynamic threshold)
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD = 64 MiB
+    except (OSError, AttributeError):
+        pass
+
+
 def entry():
     """Console-script entry point: main(), then leave without finalizing the interpreter.
 
     Every output file is closed by then; tearing down torch's thousands of modules would add
     ~0.15 s to every run (more than some whole renders take)."""
+    tune_process()
     console_entry(main)
 
 

@@ -9,7 +9,6 @@ are copied instead of linked, so neither run can overwrite the originals. The fl
 forced into DIR. Writes DIR/summary.json and c.png, py.png, diff.png previews.
 Exit: 0 correlation >= threshold, 3 below, 2 a program failed, 1 usage error.
 """
-import argparse
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from .errors import NanoBraggError
 from .io.atomic import atomic_write_bytes
 from .io.smv import read_smv
 from .preview import png_bytes, to_gray
+from .tracediff import Usage, _Parser
 
 # names nanoBragg writes unless told otherwise, and options (matched as substrings, as nanoBragg
 # does) whose value is a file it writes
@@ -34,17 +34,8 @@ PEAKS = 50
 WHO = {"c": "the C program", "py": "nanobrag_torch"}
 
 
-class Usage(Exception):
-    pass
-
-
 class ProgramFailed(Exception):
     pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise Usage(message)
 
 
 def parse(argv):

@@ -205,7 +205,8 @@ class Crystal:
         real = self.real
         dt, dev = real.dtype, real.device
         steps = torch.arange(self.phisteps, dtype=dt, device=dev)
-        phi = torch.as_tensor(self.phi0, dtype=dt, device=dev) + torch.as_tensor(self.phistep, dtype=dt, device=dev) * steps
+        phistep = torch.as_tensor(self.phistep, dtype=dt, device=dev)
+        phi = torch.as_tensor(self.phi0, dtype=dt, device=dev) + phistep * steps
         axis = torch.as_tensor(self.spindle, dtype=dt, device=dev)
         rot = rotate_axis(real[None, :, :], axis, phi[:, None])  # (phisteps, 3, 3)
         if self.mosaic_umats is None or not _positive(self.mosaic_spread):

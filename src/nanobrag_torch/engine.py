@@ -246,6 +246,56 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     weight_factor: (N,) or None; rot: (phisteps, domains, 3, 3) real vectors in metres;
     table: their term_table (made here when needed and not given).
     Returns (image values (n,), diagnostics dict)."""
+    diffracted, airpath, omega, capture = _pixel_factors(pos, geo, detector)
+    shape = diffracted.shape[:-1] + incident.shape[:1]  # (n, T, S, N)
+    running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
+    plain = not (running or state.enabled or state.phi_first_pending or diagnostics)
+    # the plain path forms q inside the fused lattice sum, so it never sits in memory
+    q = None if plain and flags.dmin <= 0 else scattering_vectors(diffracted, incident, wavelengths)
+    stol = 0.5 * norm(q) if flags.dmin > 0 or diagnostics else None
+    if flags.dmin > 0:
+        src_ok = ~((stol > 0) & (flags.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol))))
+    else:
+        src_ok = torch.ones(shape, dtype=torch.bool, device=pos.device)
+    polar, polar_first = _polarization(flags, incident, diffracted, shape, geo["polar_axis"], diagnostics)
+
+    # Miller indices with (phi, domain) flattened last: a long contiguous inner axis that the
+    # compiler vectorizes; each index is summed in nanoBragg's x, y, z order
+    P, M = rot.shape[0], rot.shape[1]
+    vectors = rot.reshape(P * M, 3, 3)
+    n = pos.shape[0]
+    bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
+    if plain and flags.dmin <= 0:
+        # the plain path without a dmin cut sums sources inside the lattice sum, with their weights
+        table = term_table(incident, wavelengths, vectors, weight_factor) if table is None else table
+        summed = table_lattice_sum(diffracted, table, crystal)  # (n, T, S)
+        intensity = bg + summed.reshape(n, -1).sum(-1)
+    elif plain:
+        per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal)
+        intensity = _sum_sources(per_source, weight_factor, src_ok, flags, bg)
+    else:
+        h, k, l, f_cell, f_latt, skip = _terms(q, vectors, crystal, flags, state, src_ok, running)
+        term = f_cell * f_cell * f_latt * f_latt
+        if running:
+            mult = _running_factors(shape, capture, polar, omega, flags, pos)
+            intensity = _running_sum(term, skip, mult, weight_factor, bg, state)
+        else:
+            intensity = _sum_sources(term.sum(-1), weight_factor, src_ok, flags, bg)  # sources (n, T, S, N)
+
+    value = R_E_SQR * flags.fluence * intensity / flags.steps
+    value, polar_final = _pixel_scale(value, capture, polar, polar_first, src_ok, omega, flags)
+    if not diagnostics:
+        return value, dict(omega=omega, omega_pixel=_omega_per_pixel(omega, flags), diffracted=diffracted)
+    split = lambda x: x.expand_as(h).reshape(*h.shape[:-1], P, M)  # back to (..., phi, domain)
+    diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=split(h), k=split(k), l=split(l),
+                f_cell=split(f_cell), f_latt=split(f_latt), intensity=intensity, airpath=airpath,
+                diffracted=diffracted)
+    return value, diag
+
+
+def _pixel_factors(pos, geo, detector):
+    """Unit diffracted vectors, air paths, solid angles and per-layer capture fractions (several
+    panels bring their own pixel size, thickness and attenuation in `geo`)."""
     diffracted, airpath = unitize(pos)
     ps = geo["pixel_size"] if "pixel_size" in geo else detector.t(detector.pixel_size)
     if detector.point_pixel:
@@ -261,85 +311,77 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         capture = torch.exp(-layer * step_mu / parallax) - torch.exp(-(layer + 1) * step_mu / parallax)
     else:
         capture = torch.ones_like(airpath[:, :1, :1]).expand_as(airpath)
+    return diffracted, airpath, omega, capture
 
-    # scattering vector for every (pixel, layer, sub-pixel, source): (n, T, S, N, 3)
-    d = diffracted.unsqueeze(-2)
-    running = flags.oversample_thick or flags.oversample_polar or flags.oversample_omega
-    plain = not (running or state.enabled or state.phi_first_pending or diagnostics)
-    # the plain path forms q inside the fused lattice sum, so it never sits in memory
-    q = None if plain and flags.dmin <= 0 else scattering_vectors(diffracted, incident, wavelengths)
-    shape = diffracted.shape[:-1] + incident.shape[:1]  # (n, T, S, N)
-    stol = None
-    if flags.dmin > 0 or diagnostics:
-        stol = 0.5 * norm(q)
-    if flags.dmin > 0:
-        src_ok = ~((stol > 0) & (flags.dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol))))
-    else:
-        src_ok = torch.ones(shape, dtype=torch.bool, device=pos.device)
 
-    # nanoBragg computes polarization once per pixel (first rendered source) unless -oversample_polar
+def _polarization(flags, incident, diffracted, shape, axis, diagnostics):
+    """(per-term polarization or None, first-source polarization per pixel or None).
+
+    nanoBragg computes polarization once per pixel (first rendered source) unless -oversample_polar."""
     polar = polar_first = None
-    axis = geo["polar_axis"]
     if flags.oversample_polar or (not flags.nopolar and (flags.dmin > 0 or diagnostics)):
+        d = diffracted.unsqueeze(-2)
         polar = polarization_factor(flags.kahn, incident.expand(*shape, 3), d.expand(*shape, 3), axis)
     elif not flags.nopolar:
         first_in = incident[0].expand_as(diffracted[:, 0, 0])
         polar_first = polarization_factor(flags.kahn, first_in, diffracted[:, 0, 0], axis)
+    return polar, polar_first
 
-    # Miller indices with (phi, domain) flattened last: a long contiguous inner axis that the
-    # compiler vectorizes; each index is summed in nanoBragg's x, y, z order
-    P, M = rot.shape[0], rot.shape[1]
-    vectors = rot.reshape(P * M, 3, 3)
-    n = pos.shape[0]
-    bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
-    # the plain path without a dmin cut sums sources inside the lattice sum, with their weights
-    summed_inside = plain and flags.dmin <= 0
-    if summed_inside:
-        table = term_table(incident, wavelengths, vectors, weight_factor) if table is None else table
-        summed = table_lattice_sum(diffracted, table, crystal)  # (n, T, S)
-        intensity = bg + summed.reshape(n, -1).sum(-1)
-    elif plain:
-        per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal)
-    else:
-        h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
-        if state.phi_first_pending:
-            h, k, l = _first_term_true_phi((h, k, l), q, src_ok, state)
-        f_latt = _lattice(crystal, h, k, l)
-        skip = None
-        if running or state.enabled:
-            # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
-            skip = ~src_ok[..., None].expand_as(h)
-            if _value(flags.water_background) == 0.0:
-                skip = skip | (f_latt.detach() == 0)
-        f_cell = structure_factors(crystal, h, k, l, skip, state)
-        term = f_cell * f_cell * f_latt * f_latt
-        per_source = term.sum(-1)  # (n, T, S, N)
-    if running:
-        if weight_factor is not None:
-            term = term * weight_factor[:, None]
-        term = torch.where(skip, torch.zeros_like(term), term)
-        mult = torch.ones(shape, dtype=pos.dtype, device=pos.device)
-        if flags.oversample_thick:
-            mult = mult * capture.unsqueeze(-1)
-        if flags.oversample_polar:
-            mult = mult * polar
-        if flags.oversample_omega:
-            mult = mult * omega.unsqueeze(-1)
-        mult = torch.where(skip, torch.ones_like(term), mult[..., None].expand_as(term)).reshape(n, -1)
-        if state.running_product:
-            # I <- (I + t_j) m_j over the C loop order  =>  I = bg prod(m) + sum_j t_j prod_{k>=j} m_k
-            suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
-            intensity = bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
-        else:
-            intensity = _own_factors(bg, term.reshape(n, -1), mult, skip.reshape(n, -1))
-    elif not summed_inside:
-        if weight_factor is not None:
-            per_source = per_source * weight_factor
-        if flags.dmin > 0:
-            per_source = torch.where(src_ok, per_source, torch.zeros_like(per_source))
-        intensity = bg + per_source.reshape(n, -1).sum(-1)
 
-    value = R_E_SQR * flags.fluence * intensity / flags.steps
+def _terms(q, vectors, crystal, flags, state, src_ok, running):
+    """h, k, l, F_cell, F_latt for every term and the terms nanoBragg never reaches (or None)."""
+    h, k, l = _miller(q, vectors)  # each (n, T, S, N, P*M)
+    if state.phi_first_pending:
+        h, k, l = _first_term_true_phi((h, k, l), q, src_ok, state)
+    f_latt = _lattice(crystal, h, k, l)
+    skip = None
+    if running or state.enabled:
+        # terms nanoBragg never reaches: source cut by dmin, or F_latt = 0 without water
+        skip = ~src_ok[..., None].expand_as(h)
+        if _value(flags.water_background) == 0.0:
+            skip = skip | (f_latt.detach() == 0)
+    f_cell = structure_factors(crystal, h, k, l, skip, state)
+    return h, k, l, f_cell, f_latt, skip
+
+
+def _sum_sources(per_source, weight_factor, src_ok, flags, bg):
+    """bg + the weighted sum over layers, sub-pixels and the sources that pass the dmin cut."""
+    if weight_factor is not None:
+        per_source = per_source * weight_factor
+    if flags.dmin > 0:
+        per_source = torch.where(src_ok, per_source, torch.zeros_like(per_source))
+    return bg + per_source.reshape(per_source.shape[0], -1).sum(-1)
+
+
+def _running_factors(shape, capture, polar, omega, flags, pos):
+    """The per-term factors that the -oversample_* rules multiply in: (n, T, S, N)."""
+    mult = torch.ones(shape, dtype=pos.dtype, device=pos.device)
+    if flags.oversample_thick:
+        mult = mult * capture.unsqueeze(-1)
+    if flags.oversample_polar:
+        mult = mult * polar
+    if flags.oversample_omega:
+        mult = mult * omega.unsqueeze(-1)
+    return mult
+
+
+def _running_sum(term, skip, mult, weight_factor, bg, state):
+    """The -oversample_* sum over the C loop order: nanoBragg.c's I <- (I + t_j) m_j, i.e.
+    I = bg prod(m) + sum_j t_j prod_{k>=j} m_k (or, -compat fixed, each term with its own factors)."""
+    n = term.shape[0]
+    if weight_factor is not None:
+        term = term * weight_factor[:, None]
+    term = torch.where(skip, torch.zeros_like(term), term)
+    mult = torch.where(skip, torch.ones_like(term), mult[..., None].expand_as(term)).reshape(n, -1)
+    if not state.running_product:
+        return _own_factors(bg, term.reshape(n, -1), mult, skip.reshape(n, -1))
+    suffix = torch.flip(torch.cumprod(torch.flip(mult, [-1]), -1), [-1])
+    return bg * suffix[:, 0] + (term.reshape(n, -1) * suffix).sum(-1)
+
+
+def _pixel_scale(value, capture, polar, polar_first, src_ok, omega, flags):
+    """Capture fraction, polarization and solid angle applied once per pixel (unless -oversample_*)."""
+    n = value.shape[0]
     if not flags.oversample_thick:
         value = value * capture[:, -1, 0]
     if not flags.oversample_polar:
@@ -357,10 +399,4 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
         polar_final = polar.reshape(n, -1)[:, -1]
     if not flags.oversample_omega:
         value = value * omega[:, 0, 0]
-    if not diagnostics:
-        return value, dict(omega=omega, omega_pixel=_omega_per_pixel(omega, flags), diffracted=diffracted)
-    split = lambda x: x.expand_as(h).reshape(*h.shape[:-1], P, M)  # back to (..., phi, domain)
-    diag = dict(omega=omega, capture=capture, polar=polar_final, stol=stol, h=split(h), k=split(k), l=split(l),
-                f_cell=split(f_cell), f_latt=split(f_latt), intensity=intensity, airpath=airpath,
-                diffracted=diffracted)
-    return value, diag
+    return value, polar_final

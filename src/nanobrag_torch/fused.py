@@ -158,6 +158,13 @@ def _counts(crystal):
     return values + [_constant(crystal.fudge)]
 
 
+def bordered(crystal):
+    """`crystal` with its structure-factor grid framed by one layer of default_F on every side, as
+    the compiled kernel looks it up: each lookup is then a clamp and a gather, with no inside test."""
+    grid = torch.nn.functional.pad(crystal.Fhkl.detach()[None], (1, 1, 1, 1, 1, 1), value=float(crystal.default_F))[0]
+    return dataclasses.replace(crystal, Fhkl=grid, hkl_bordered=True, hkl_min=tuple(m - 1 for m in crystal.hkl_min))
+
+
 def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags):
     """The tensors PixelKernel.forward takes, in its order, converted to the run's dtype."""
     t = detector.t
@@ -167,9 +174,8 @@ def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_facto
     grid = zero.reshape(1)
     hkl_min = [0.0, 0.0, 0.0]
     if crystal.Fhkl is not None and crystal.hkl_count > 0:
-        grid = torch.nn.functional.pad(crystal.Fhkl.detach()[None], (1, 1, 1, 1, 1, 1),
-                                       value=float(crystal.default_F))[0]
-        hkl_min = [m - 1.0 for m in crystal.hkl_min]
+        framed = bordered(crystal)
+        grid, hkl_min = framed.Fhkl, [float(m) for m in framed.hkl_min]
     recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=device)
     weights = weight_factor if weight_factor is not None else zero.reshape(1)
     table = zero.reshape(1, 1).expand(TABLE_ROWS, 1)
@@ -186,20 +192,31 @@ def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_facto
     return [v.detach().contiguous() for v in values]
 
 
-def _configure_inductor():
+def _inductor_settings(dtype=None):
+    """The Inductor settings of our kernel builds, applied only while one is built (or compiled
+    at its first call): a library must not change the host program's compiler for its own models."""
     import torch._inductor.config as inductor_config
 
-    # compile in-process: a pool of compile workers would multiply peak memory
-    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    settings = {
+        # indices into the structure-factor grid are clamped in the engine: skip the per-lane check
+        "assert_indirect_indexing": False,
+        # recompute per-term intermediates (q, h, k, l) inside the one reduction loop instead of
+        # writing them to memory between loops: they are cheap, memory traffic is not
+        "realize_reads_threshold": 16,
+        # compile in-process: a pool of compile workers would multiply peak memory
+        "compile_threads": 1,
+    }
     # the CPU's vector ISA is read from cpuinfo; skip the second-long build-and-load probes
     # (a failing build falls back to the eager path)
     if inductor_config.cpp.vec_isa_ok is None:
-        inductor_config.cpp.vec_isa_ok = True
-    # indices into the structure-factor grid are clamped in the engine: skip the per-lane check
-    inductor_config.assert_indirect_indexing = False
-    # recompute per-term intermediates (q, h, k, l) inside the one reduction loop instead of
-    # writing them to memory between loops: they are cheap, memory traffic is not
-    inductor_config.realize_reads_threshold = 16
+        settings["cpp.vec_isa_ok"] = True
+    if dtype is not None:
+        # float32 runs may fuse multiply-adds (one rounding instead of two); float64 keeps the
+        # engine's operation order exactly, as nanoBragg.c evaluates it
+        settings["cpp.enable_floating_point_contract_flag"] = "fast" if dtype == torch.float32 else "off"
+        # the wrapper only calls the kernel once per chunk: optimizing it costs ~2 s of every build
+        settings["aot_inductor.compile_wrapper_opt_level"] = "O0"
+    return inductor_config.patch(settings)
 
 
 def _dynamic_shapes(inputs):
@@ -233,16 +250,8 @@ def cpu_seconds():
 
 def _build(path, module, inputs, dtype):
     import torch._inductor
-    import torch._inductor.config as inductor_config
 
     start = cpu_seconds()
-
-    _configure_inductor()
-    # float32 runs may fuse multiply-adds (one rounding instead of two); float64 keeps the
-    # engine's operation order exactly, as nanoBragg.c evaluates it
-    inductor_config.cpp.enable_floating_point_contract_flag = "fast" if dtype == torch.float32 else "off"
-    # the wrapper only calls the kernel once per chunk: optimizing it costs ~2 s of every build
-    inductor_config.aot_inductor.compile_wrapper_opt_level = "O0"
     with warnings.catch_warnings():
         # the exporter's deprecation notices are about torch internals, not the user's run
         warnings.simplefilter("ignore")
@@ -259,7 +268,7 @@ def _build(path, module, inputs, dtype):
     previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _inductor_settings(dtype):
             warnings.simplefilter("ignore")
             torch._inductor.aoti_compile_and_package(program, package_path=tmp)
         os.replace(tmp, path)  # atomic: concurrent runs never see half a package
@@ -400,11 +409,14 @@ class Kernel:
         if self.key in _LOADED:
             return _LOADED[self.key]
         if not self.aot:
-            _configure_inductor()
             LOG.info("compiling the kernel for this device with torch.compile at its first call (or loading "
                      "it from Inductor's cache)")
             compiled = torch.compile(self.module, dynamic=True)
-            run = lambda inputs: compiled(*inputs)
+            dtype = self.dtype
+
+            def run(inputs):
+                with _inductor_settings(dtype):  # the compilation happens at the first call
+                    return compiled(*inputs)
         else:
             if not os.path.exists(self.path):
                 _check_compiler()
@@ -416,7 +428,7 @@ class Kernel:
                 loader = _PACKAGES.get(key)
                 if loader is None:
                     loader = _PACKAGES[key] = _load_package(path, build)
-                return tuple(loader.run(inputs))
+                return tuple(loader(*inputs))
         _LOADED[self.key] = run
         return run
 
@@ -489,8 +501,10 @@ def build_lock(path):
 
 def _load_package(path, build):
     """The package's loader; a package that cannot be loaded (damaged on disk) is built again, once."""
+    from torch._inductor import aoti_load_package
+
     try:
-        return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+        return aoti_load_package(path)
     except Exception as exc:  # the loader reports a damaged archive or library in several ways
         LOG.info("the kernel package %s could not be loaded (%s); replacing it", path, type(exc).__name__)
         try:
@@ -499,7 +513,7 @@ def _load_package(path, build):
             pass
         _check_compiler()
         build()
-        return torch._C._aoti.AOTIModelPackageLoader(path, "model", False, 1, -1)
+        return aoti_load_package(path)
 
 
 def _example_inputs(detector, crystal, flags, weight_factor):

@@ -218,7 +218,8 @@ def polarization_factor(kahn, incident, diffracted, axis):
     b_out = dot(diffracted, b_in)
     r2 = e_out * e_out + b_out * b_out
     tiny = r2 <= 0
-    cos2psi = torch.where(tiny, torch.ones_like(r2), (e_out * e_out - b_out * b_out) / torch.where(tiny, torch.ones_like(r2), r2))
+    safe_r2 = torch.where(tiny, torch.ones_like(r2), r2)
+    cos2psi = torch.where(tiny, torch.ones_like(r2), (e_out * e_out - b_out * b_out) / safe_r2)
     return 0.5 * (1.0 + cos2t_sqr - kahn * cos2psi * sin2t_sqr)
 
 

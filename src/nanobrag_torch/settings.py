@@ -101,280 +101,282 @@ def parse(argv, preload=None):
     if preload is not None:
         preload(v)
     n = len(argv)
-
-    def nxt(i, k=1):
-        return argv[i + k] if i + k < n else None
-
-    def avail(i, k=1):
-        return i + k < n
-
     v.imgfile, v.maskfile = input_images(argv)
     for i, tok in enumerate(argv):
         if not tok.startswith("-"):
             continue
-        has = tok.__contains__
-        a1 = avail(i)
-        if has("-Na") and a1:
-            v.Na = atoi(nxt(i)); continue
-        if has("-Nb") and a1:
-            v.Nb = atoi(nxt(i)); continue
-        if has("-Nc") and a1:
-            v.Nc = atoi(nxt(i)); continue
-        if tok == "-N" and a1:
-            v.Na = v.Nb = v.Nc = atoi(nxt(i)); continue
-        if has("-cell") and a1:
-            v.user_cell = True
-            for k in range(6):
-                t = nxt(i, k + 1)
-                if t is None or t.startswith("-"):
-                    break
-                v.cell[k] = atof(t) if k < 3 else atof(t) / RTD
-        if has("-misset") and a1 and "rand" in nxt(i):
-            v.misset[0] = -1; continue
-        if has("-misset") and avail(i, 3):
-            v.misset = [1, atof(nxt(i, 1)) / RTD, atof(nxt(i, 2)) / RTD, atof(nxt(i, 3)) / RTD]
-        if (has("-samplesize") or has("-sample_size")) and a1:
-            v.sample_x = v.sample_y = v.sample_z = atof(nxt(i)) / 1000
-        if (has("-sample_thick") or has("-sample_x")) and a1:
-            v.sample_x = atof(nxt(i)) / 1000
-        if (has("-sample_width") or has("-sample_y") or has("-width")) and a1:
-            v.sample_y = atof(nxt(i)) / 1000
-        if (has("-sample_heigh") or has("-sample_z") or has("-heigh")) and a1:
-            v.sample_z = atof(nxt(i)) / 1000
-        if (has("-xtalsize") or has("-xtal_size")) and a1:
-            v.sample_x = v.sample_y = v.sample_z = atof(nxt(i)) / 1000
-        if (has("-xtal_thick") or has("-xtal_x")) and a1:
-            v.sample_x = atof(nxt(i)) / 1000
-        if (has("-xtal_width") or has("-xtal_y") or has("-width")) and a1:
-            v.sample_y = atof(nxt(i)) / 1000
-        if (has("-xtal_heigh") or has("-xtal_z") or has("-heigh")) and a1:
-            v.sample_z = atof(nxt(i)) / 1000
-        if (has("-density") or has("-sample_den")) and a1:
-            v.density = atof(nxt(i)) * 1e6
-        if (tok == "-MW" or has("-molec")) and a1:
-            v.molecular_weight = atof(nxt(i))
-        if has("-Xbeam") and a1:
-            v.Xbeam = atof(nxt(i)) / 1000.0; v.pivot = "beam"
-        if has("-Ybeam") and a1:
-            v.Ybeam = atof(nxt(i)) / 1000.0; v.pivot = "beam"
-        if has("-Xclose") and a1:
-            v.Xclose = atof(nxt(i)) / 1000.0; v.pivot = "sample"
-        if has("-Yclose") and a1:
-            v.Yclose = atof(nxt(i)) / 1000.0; v.pivot = "sample"
-        if has("-ORGX") and a1:
-            v.ORGX = atof(nxt(i)); v.pivot = "sample"
-        if has("-ORGY") and a1:
-            v.ORGY = atof(nxt(i)); v.pivot = "sample"
-        if has("-pivot") and a1:
-            if "sample" in nxt(i):
-                v.pivot = "sample"
-            if "beam" in nxt(i):
-                v.pivot = "beam"
-        for name, conv, piv in (("-mosflm", "MOSFLM", "beam"), ("-xds", "XDS", "sample"), ("-adxv", "ADXV", "beam"),
-                                ("-denzo", "DENZO", "beam"), ("-dials", "DIALS", "beam")):
-            if has(name):
-                v.convention, v.pivot = conv, piv
-        for name, attr in (("-fdet_vector", "fdet"), ("-sdet_vector", "sdet"), ("-odet_vector", "odet"),
-                           ("-beam_vector", "beam"), ("-polar_vector", "polar_vector"),
-                           ("-spindle_axis", "spindle"), ("-twotheta_axis", "twotheta_axis"),
-                           ("-pix0_vector", "pix0")):
-            if has(name) and avail(i, 3):
-                v.convention = "CUSTOM"
-                setattr(v, attr, [atof(nxt(i, 1)), atof(nxt(i, 2)), atof(nxt(i, 3))])
-                v.pix0_option = v.pix0_option or attr == "pix0"
-        if has("-distance") and a1:
-            v.distance = atof(nxt(i)) / 1000.0; v.pivot = "beam"
-        if has("-close_distance") and a1:
-            v.close_distance = atof(nxt(i)) / 1000.0; v.pivot = "sample"
-        if has("-source_distance") and a1:
-            v.source_distance = atof(nxt(i)) / 1000.0
-        if has("-detector_abs") and a1:
-            if "inf" in nxt(i) or atof(nxt(i)) == 0.0:
-                v.detector_thick = 0.0; v.detector_mu = 0.0
-            else:
-                v.detector_mu = 1.0 / (atof(nxt(i)) * 1e-6)
-        if has("-detector_thick") and len(tok) == 15 and a1:
-            v.detector_thick = atof(nxt(i)) * 1e-6
-        if has("-detector_thicksteps") and a1:
-            v.detector_thicksteps = atoi(nxt(i))
-        if has("-thicksteps") and a1:
-            v.detector_thicksteps = atoi(nxt(i))
-        if has("-twotheta") and a1:
-            v.twotheta = atof(nxt(i)) / RTD; v.pivot = "sample"
-        if has("-detector_rotx") and a1:
-            v.rotx = atof(nxt(i)) / RTD
-        if has("-detector_roty") and a1:
-            v.roty = atof(nxt(i)) / RTD
-        if has("-detector_rotz") and a1:
-            v.rotz = atof(nxt(i)) / RTD
-        if has("-detsize") and len(tok) == 8 and a1:
-            v.detsize_f = v.detsize_s = atof(nxt(i)) / 1000.0
-        if (has("-detsize_f") or has("-detsize_x")) and a1:
-            v.detsize_f = atof(nxt(i)) / 1000.0
-        if (has("-detsize_s") or has("-detsize_y")) and a1:
-            v.detsize_s = atof(nxt(i)) / 1000.0
-        if has("-detpixels") and len(tok) == 10 and a1:
-            v.fpixels = v.spixels = atoi(nxt(i))
-        if (has("-detpixels_f") or has("-detpixels_x")) and a1:
-            v.fpixels = atoi(nxt(i))
-        if (has("-detpixels_s") or has("-detpixels_y")) and a1:
-            v.spixels = atoi(nxt(i))
-        if has("-curved_det") and a1:
-            v.curved = True
-        if has("-pixel") and a1:
-            v.pixel_size = atof(nxt(i)) / 1000.0
-        if has("-point_pixel"):
-            v.point_pixel = True
-        if has("-polar") and len(tok) == 6 and a1:
-            v.polarization = atof(nxt(i)); v.nopolar = False
-        if has("-nopolar"):
-            v.nopolar = True
-        if has("-oversample_thick"):
-            v.oversample_thick = True; continue
-        if has("-oversample_polar"):
-            v.oversample_polar = True; continue
-        if has("-oversample_omega"):
-            v.oversample_omega = True; continue
-        if has("-oversample") and a1:
-            v.oversample = atoi(nxt(i))
-        if has("-roi") and avail(i, 4):
-            v.roi = [atoi(nxt(i, k)) for k in (1, 2, 3, 4)]
-        if (has("-lambda") or has("-wave")) and a1:
-            v.lambda0 = atof(nxt(i)) / 1.0e10
-        if has("-energy") and a1:
-            e = atof(nxt(i))
-            v.lambda0 = (12398.42 / e if e else math.inf) / 1.0e10
-        if has("-fluence") and a1:
-            v.fluence = atof(nxt(i))
-        if has("-flux") and a1:
-            v.flux = atof(nxt(i))
-        if has("-exposure") and a1:
-            v.exposure = atof(nxt(i))
-        if has("-beamsize") and a1:
-            v.beamsize = atof(nxt(i)) / 1000
-        if ((has("-mosaic") and len(tok) == 7) or has("-mosaici") or has("-mosaic_spr")) and a1:
-            v.mosaic_spread = atof(nxt(i)) / RTD
-        if has("-mosaic_dom") and a1:
-            v.mosaic_domains = atoi(nxt(i))
-        if has("-dispersion") and a1:
-            v.dispersion = atof(nxt(i)) / 100.0
-        if has("-dispsteps") and a1:
-            v.dispsteps = atoi(nxt(i))
-        if has("-divergence") and a1:
-            v.hdivrange = v.vdivrange = atof(nxt(i)) / 1000.0
-        if has("-hdivrange") and a1:
-            v.hdivrange = atof(nxt(i)) / 1000.0
-        if has("-vdivrange") and a1:
-            v.vdivrange = atof(nxt(i)) / 1000.0
-        if has("-hdivstep") and len(tok) == 9 and a1:
-            v.hdivstep = atof(nxt(i)) / 1000.0
-        if has("-hdivsteps") and a1:
-            v.hdivsteps = atoi(nxt(i))
-        if has("-vdivstep") and len(tok) == 9 and a1:
-            v.vdivstep = atof(nxt(i)) / 1000.0
-        if has("-vdivsteps") and a1:
-            v.vdivsteps = atoi(nxt(i))
-        if has("-divsteps") and a1:
-            v.hdivsteps = v.vdivsteps = atoi(nxt(i))
-        if has("-round_div"):
-            v.round_div = True
-        if has("-square_div"):
-            v.round_div = False
-        if has("-adc") and a1:
-            v.adc_offset = atof(nxt(i))
-        if has("-phi") and len(tok) == 4 and a1:
-            v.phi0 = atof(nxt(i)) / RTD
-        if has("-osc") and a1:
-            v.osc = atof(nxt(i)) / RTD
-        if has("-phistep") and len(tok) == 8 and a1:
-            v.phistep = atof(nxt(i)) / RTD
-        if has("-phisteps") and a1:
-            v.phisteps = atoi(nxt(i))
-        if has("-dmin") and a1:
-            v.dmin = atof(nxt(i)) * 1e-10
-        if has("-mat") and a1:
-            v.matfile = nxt(i)
-        if has("-hkl") and a1:
-            v.hklfile = nxt(i)
-        if has("-default_F") and a1:
-            v.default_F = atof(nxt(i))
-        if has("-dump") and a1:
-            v.dumpfile = nxt(i)
-        if has("-img") and a1:
-            v.imgfile = nxt(i)
-        if has("-stolout") and len(tok) > 7 and a1:
-            pass  # nanoBragg never writes this file
-        if ((has("-stol") and len(tok) == 5) or (has("-4stol") and len(tok) == 6) or (has("-Q") and len(tok) == 2)) and a1:
-            v.stolfile = nxt(i)
-        if has("-sourcefile") and a1:
-            v.sourcefile = nxt(i)
-        if (has("-floatfile") or has("-floatimage")) and a1:
-            v.floatfile = nxt(i)
-        if (has("-intfile") or has("-intimage")) and a1:
-            v.intfile = nxt(i)
-        if (has("-pgmfile") or has("-pgmimage")) and a1:
-            v.pgmfile = nxt(i); v.write_pgm = True
-        if (has("-noisefile") or has("-noiseimage")) and a1:
-            v.noisefile = nxt(i); v.calculate_noise = True
-        if has("-nonoise"):
-            v.calculate_noise = False
-        if has("-nopgm"):
-            v.write_pgm = False
-        if has("-scale") and a1:
-            v.intfile_scale = atof(nxt(i))
-        if has("-pgmscale") and a1:
-            v.pgm_scale = atof(nxt(i)); v.write_pgm = True
-        if has("-printout"):
-            v.printout = True
-        if has("-noprogress"):
-            v.progress = False
-        if has("-progress") and not has("-noprogress"):
-            v.progress = True
-        if has("-interpolate") and not has("-nointerpolate"):
-            v.interpolate = 1
-        if has("-nointerpolate"):
-            v.interpolate = 0
-        if has("-round_xtal"):
-            v.shape = "round"
-        if has("-square_xtal"):
-            v.shape = "square"
-        if has("-gauss_xtal"):
-            v.shape = "gauss"
-        if has("-binary_spots") or has("-tophat_spots"):
-            v.shape = "tophat"
-        if has("-fudge") and a1:
-            v.fudge = atof(nxt(i))
-        if has("-printout_pixel") and avail(i, 2):
-            v.printout_fpixel, v.printout_spixel = atoi(nxt(i, 1)), atoi(nxt(i, 2))
-        if has("-seed") and a1:
-            v.seed = -atoi(nxt(i))
-        if has("-mosaic_seed") and a1:
-            v.mosaic_seed = -atoi(nxt(i))
-        if has("-misset_seed") and a1:
-            v.misset_seed = -atoi(nxt(i))
-        if has("-water") and a1:
-            v.water_size = atof(nxt(i)) / 1e6
-        # nanobrag_torch's own options
-        own = {"-mtz": "mtzfile", "-mtz_column": "mtz_column", "-cif_sf": "cif_sf_file", "-cif_column": "cif_column",
-               "-model": "modelfile"}
-        if tok in own:
-            setattr(v, own[tok], nxt(i))
-        if tok == "-anomalous":
-            v.anomalous = True
-        if tok == "-dtype":
-            v.dtype = nxt(i)
-        if tok == "-device":
-            v.device = nxt(i)
-        if tok == "-nthreads":
-            v.nthreads = atoi(nxt(i))
-        if tok == "-expt":
-            v.exptfile = nxt(i)
-        if tok == "-write_expt":
-            v.write_expt = nxt(i)
-        if tok == "-trace_pixel":
-            v.trace_pixel = (atoi(nxt(i, 1)), atoi(nxt(i, 2)))
-        if tok == "-compat":
-            v.compat = nxt(i)
-        if tok in ("--debug", "-debug"):
-            v.debug = True
+
+        def nxt(k=1, i=i):
+            return argv[i + k] if i + k < n else None
+
+        for rule in RULES:
+            if rule.matches(tok) and i + rule.nargs < n and rule.action(v, nxt):
+                break  # C's `continue`: no later rule sees this argument
     return v
+
+
+# ---- the option table ---------------------------------------------------------------------------
+# Each rule is one `if (strstr(argv[i], ...) && i+k < argc)` of nanoBragg.c, in C's order; every
+# rule whose test passes applies, unless an earlier one ended the argument (`stop`).
+
+
+class Rule:
+    """One of nanoBragg's option tests: a token predicate, the values it needs and its effect."""
+
+    def __init__(self, matches, nargs, action, stop=False):
+        self.matches, self.nargs = matches, nargs
+        self.action = (lambda v, nxt: action(v, nxt) or True) if stop else action
+
+
+def sub(*names):
+    """C's strstr: the token contains any of `names`."""
+    return lambda tok: any(name in tok for name in names)
+
+
+def sub_len(name, length):
+    """strstr plus C's strlen test (how nanoBragg tells -detsize from -detsize_f)."""
+    return lambda tok: name in tok and len(tok) == length
+
+
+def exact(*names):
+    return lambda tok: tok in names
+
+
+def put(fields, read, **also):
+    """Set one or several fields to read(value); `also` sets fixed companions (e.g. the pivot)."""
+    names = (fields,) if isinstance(fields, str) else fields
+
+    def action(v, nxt):
+        value = read(nxt())
+        for name in names:
+            setattr(v, name, value)
+        for name, fixed in also.items():
+            setattr(v, name, fixed)
+    return action
+
+
+def flag(**values):
+    def action(v, nxt):
+        for name, value in values.items():
+            setattr(v, name, value)
+    return action
+
+
+def vector(field):
+    def action(v, nxt):
+        v.convention = "CUSTOM"
+        setattr(v, field, [atof(nxt(1)), atof(nxt(2)), atof(nxt(3))])
+        v.pix0_option = v.pix0_option or field == "pix0"
+    return action
+
+
+def _mm(text):
+    return atof(text) / 1000.0
+
+
+def _deg(text):
+    return atof(text) / RTD
+
+
+def _text(text):
+    return text
+
+
+def _negated_int(text):
+    return -atoi(text)
+
+
+# named quirks: rules whose effect is more than setting a field
+
+
+def _cell(v, nxt):
+    """-cell takes up to six values and stops at the next option (angles in degrees)."""
+    v.user_cell = True
+    for k in range(6):
+        t = nxt(k + 1)
+        if t is None or t.startswith("-"):
+            break
+        v.cell[k] = atof(t) if k < 3 else atof(t) / RTD
+
+
+def _misset_random(v, nxt):
+    """-misset random: angles drawn from -misset_seed; ends the argument."""
+    if "rand" in nxt():
+        v.misset[0] = -1
+        return True
+    return False
+
+
+def _misset_angles(v, nxt):
+    v.misset = [1, atof(nxt(1)) / RTD, atof(nxt(2)) / RTD, atof(nxt(3)) / RTD]
+
+
+def _pivot(v, nxt):
+    if "sample" in nxt():
+        v.pivot = "sample"
+    if "beam" in nxt():
+        v.pivot = "beam"
+
+
+def _absorption(v, nxt):
+    """-detector_abs: 'inf' or 0 turns absorption off; otherwise an attenuation depth in um."""
+    if "inf" in nxt() or atof(nxt()) == 0.0:
+        v.detector_thick = 0.0
+        v.detector_mu = 0.0
+    else:
+        v.detector_mu = 1.0 / (atof(nxt()) * 1e-6)
+
+
+def _energy(v, nxt):
+    e = atof(nxt())
+    v.lambda0 = (12398.42 / e if e else math.inf) / 1.0e10
+
+
+def _printout_pixel(v, nxt):
+    v.printout_fpixel, v.printout_spixel = atoi(nxt(1)), atoi(nxt(2))
+
+
+def _trace_pixel(v, nxt):
+    v.trace_pixel = (atoi(nxt(1)), atoi(nxt(2)))
+
+
+def _roi(v, nxt):
+    v.roi = [atoi(nxt(k)) for k in (1, 2, 3, 4)]
+
+
+_SAMPLE = ("sample_x", "sample_y", "sample_z")
+_CONVENTIONS = (("-mosflm", "MOSFLM", "beam"), ("-xds", "XDS", "sample"), ("-adxv", "ADXV", "beam"),
+                ("-denzo", "DENZO", "beam"), ("-dials", "DIALS", "beam"))
+_VECTORS = (("-fdet_vector", "fdet"), ("-sdet_vector", "sdet"), ("-odet_vector", "odet"), ("-beam_vector", "beam"),
+            ("-polar_vector", "polar_vector"), ("-spindle_axis", "spindle"),
+            ("-twotheta_axis", "twotheta_axis"), ("-pix0_vector", "pix0"))
+
+RULES = (
+    Rule(sub("-Na"), 1, put("Na", atoi), stop=True),
+    Rule(sub("-Nb"), 1, put("Nb", atoi), stop=True),
+    Rule(sub("-Nc"), 1, put("Nc", atoi), stop=True),
+    Rule(exact("-N"), 1, put(("Na", "Nb", "Nc"), atoi), stop=True),
+    Rule(sub("-cell"), 1, _cell),
+    Rule(sub("-misset"), 1, _misset_random),
+    Rule(sub("-misset"), 3, _misset_angles),
+    Rule(sub("-samplesize", "-sample_size"), 1, put(_SAMPLE, _mm)),
+    Rule(sub("-sample_thick", "-sample_x"), 1, put("sample_x", _mm)),
+    Rule(sub("-sample_width", "-sample_y", "-width"), 1, put("sample_y", _mm)),
+    Rule(sub("-sample_heigh", "-sample_z", "-heigh"), 1, put("sample_z", _mm)),
+    Rule(sub("-xtalsize", "-xtal_size"), 1, put(_SAMPLE, _mm)),
+    Rule(sub("-xtal_thick", "-xtal_x"), 1, put("sample_x", _mm)),
+    Rule(sub("-xtal_width", "-xtal_y", "-width"), 1, put("sample_y", _mm)),
+    Rule(sub("-xtal_heigh", "-xtal_z", "-heigh"), 1, put("sample_z", _mm)),
+    Rule(sub("-density", "-sample_den"), 1, put("density", lambda t: atof(t) * 1e6)),
+    Rule(lambda tok: tok == "-MW" or "-molec" in tok, 1, put("molecular_weight", atof)),
+    Rule(sub("-Xbeam"), 1, put("Xbeam", _mm, pivot="beam")),
+    Rule(sub("-Ybeam"), 1, put("Ybeam", _mm, pivot="beam")),
+    Rule(sub("-Xclose"), 1, put("Xclose", _mm, pivot="sample")),
+    Rule(sub("-Yclose"), 1, put("Yclose", _mm, pivot="sample")),
+    Rule(sub("-ORGX"), 1, put("ORGX", atof, pivot="sample")),
+    Rule(sub("-ORGY"), 1, put("ORGY", atof, pivot="sample")),
+    Rule(sub("-pivot"), 1, _pivot),
+    *(Rule(sub(name), 0, flag(convention=conv, pivot=piv)) for name, conv, piv in _CONVENTIONS),
+    *(Rule(sub(name), 3, vector(field)) for name, field in _VECTORS),
+    Rule(sub("-distance"), 1, put("distance", _mm, pivot="beam")),
+    Rule(sub("-close_distance"), 1, put("close_distance", _mm, pivot="sample")),
+    Rule(sub("-source_distance"), 1, put("source_distance", _mm)),
+    Rule(sub("-detector_abs"), 1, _absorption),
+    Rule(sub_len("-detector_thick", 15), 1, put("detector_thick", lambda t: atof(t) * 1e-6)),
+    Rule(sub("-detector_thicksteps"), 1, put("detector_thicksteps", atoi)),
+    Rule(sub("-thicksteps"), 1, put("detector_thicksteps", atoi)),
+    Rule(sub("-twotheta"), 1, put("twotheta", _deg, pivot="sample")),
+    Rule(sub("-detector_rotx"), 1, put("rotx", _deg)),
+    Rule(sub("-detector_roty"), 1, put("roty", _deg)),
+    Rule(sub("-detector_rotz"), 1, put("rotz", _deg)),
+    Rule(sub_len("-detsize", 8), 1, put(("detsize_f", "detsize_s"), _mm)),
+    Rule(sub("-detsize_f", "-detsize_x"), 1, put("detsize_f", _mm)),
+    Rule(sub("-detsize_s", "-detsize_y"), 1, put("detsize_s", _mm)),
+    Rule(sub_len("-detpixels", 10), 1, put(("fpixels", "spixels"), atoi)),
+    Rule(sub("-detpixels_f", "-detpixels_x"), 1, put("fpixels", atoi)),
+    Rule(sub("-detpixels_s", "-detpixels_y"), 1, put("spixels", atoi)),
+    Rule(sub("-curved_det"), 1, flag(curved=True)),
+    Rule(sub("-pixel"), 1, put("pixel_size", _mm)),
+    Rule(sub("-point_pixel"), 0, flag(point_pixel=True)),
+    Rule(sub_len("-polar", 6), 1, put("polarization", atof, nopolar=False)),
+    Rule(sub("-nopolar"), 0, flag(nopolar=True)),
+    Rule(sub("-oversample_thick"), 0, flag(oversample_thick=True), stop=True),
+    Rule(sub("-oversample_polar"), 0, flag(oversample_polar=True), stop=True),
+    Rule(sub("-oversample_omega"), 0, flag(oversample_omega=True), stop=True),
+    Rule(sub("-oversample"), 1, put("oversample", atoi)),
+    Rule(sub("-roi"), 4, _roi),
+    Rule(sub("-lambda", "-wave"), 1, put("lambda0", lambda t: atof(t) / 1.0e10)),
+    Rule(sub("-energy"), 1, _energy),
+    Rule(sub("-fluence"), 1, put("fluence", atof)),
+    Rule(sub("-flux"), 1, put("flux", atof)),
+    Rule(sub("-exposure"), 1, put("exposure", atof)),
+    Rule(sub("-beamsize"), 1, put("beamsize", _mm)),
+    Rule(lambda tok: sub_len("-mosaic", 7)(tok) or "-mosaici" in tok or "-mosaic_spr" in tok, 1,
+         put("mosaic_spread", _deg)),
+    Rule(sub("-mosaic_dom"), 1, put("mosaic_domains", atoi)),
+    Rule(sub("-dispersion"), 1, put("dispersion", lambda t: atof(t) / 100.0)),
+    Rule(sub("-dispsteps"), 1, put("dispsteps", atoi)),
+    Rule(sub("-divergence"), 1, put(("hdivrange", "vdivrange"), _mm)),
+    Rule(sub("-hdivrange"), 1, put("hdivrange", _mm)),
+    Rule(sub("-vdivrange"), 1, put("vdivrange", _mm)),
+    Rule(sub_len("-hdivstep", 9), 1, put("hdivstep", _mm)),
+    Rule(sub("-hdivsteps"), 1, put("hdivsteps", atoi)),
+    Rule(sub_len("-vdivstep", 9), 1, put("vdivstep", _mm)),
+    Rule(sub("-vdivsteps"), 1, put("vdivsteps", atoi)),
+    Rule(sub("-divsteps"), 1, put(("hdivsteps", "vdivsteps"), atoi)),
+    Rule(sub("-round_div"), 0, flag(round_div=True)),
+    Rule(sub("-square_div"), 0, flag(round_div=False)),
+    Rule(sub("-adc"), 1, put("adc_offset", atof)),
+    Rule(sub_len("-phi", 4), 1, put("phi0", _deg)),
+    Rule(sub("-osc"), 1, put("osc", _deg)),
+    Rule(sub_len("-phistep", 8), 1, put("phistep", _deg)),
+    Rule(sub("-phisteps"), 1, put("phisteps", atoi)),
+    Rule(sub("-dmin"), 1, put("dmin", lambda t: atof(t) * 1e-10)),
+    Rule(sub("-mat"), 1, put("matfile", _text)),
+    Rule(sub("-hkl"), 1, put("hklfile", _text)),
+    Rule(sub("-default_F"), 1, put("default_F", atof)),
+    Rule(sub("-dump"), 1, put("dumpfile", _text)),
+    Rule(sub("-img"), 1, put("imgfile", _text)),
+    # -stolout: nanoBragg reads the name and never writes the file
+    Rule(lambda tok: sub_len("-stol", 5)(tok) or sub_len("-4stol", 6)(tok) or sub_len("-Q", 2)(tok), 1,
+         put("stolfile", _text)),
+    Rule(sub("-sourcefile"), 1, put("sourcefile", _text)),
+    Rule(sub("-floatfile", "-floatimage"), 1, put("floatfile", _text)),
+    Rule(sub("-intfile", "-intimage"), 1, put("intfile", _text)),
+    Rule(sub("-pgmfile", "-pgmimage"), 1, put("pgmfile", _text, write_pgm=True)),
+    Rule(sub("-noisefile", "-noiseimage"), 1, put("noisefile", _text, calculate_noise=True)),
+    Rule(sub("-nonoise"), 0, flag(calculate_noise=False)),
+    Rule(sub("-nopgm"), 0, flag(write_pgm=False)),
+    Rule(sub("-scale"), 1, put("intfile_scale", atof)),
+    Rule(sub("-pgmscale"), 1, put("pgm_scale", atof, write_pgm=True)),
+    Rule(sub("-printout"), 0, flag(printout=True)),
+    Rule(sub("-noprogress"), 0, flag(progress=False)),
+    Rule(lambda tok: "-progress" in tok and "-noprogress" not in tok, 0, flag(progress=True)),
+    Rule(lambda tok: "-interpolate" in tok and "-nointerpolate" not in tok, 0, flag(interpolate=1)),
+    Rule(sub("-nointerpolate"), 0, flag(interpolate=0)),
+    Rule(sub("-round_xtal"), 0, flag(shape="round")),
+    Rule(sub("-square_xtal"), 0, flag(shape="square")),
+    Rule(sub("-gauss_xtal"), 0, flag(shape="gauss")),
+    Rule(sub("-binary_spots", "-tophat_spots"), 0, flag(shape="tophat")),
+    Rule(sub("-fudge"), 1, put("fudge", atof)),
+    Rule(sub("-printout_pixel"), 2, _printout_pixel),
+    Rule(sub("-seed"), 1, put("seed", _negated_int)),
+    Rule(sub("-mosaic_seed"), 1, put("mosaic_seed", _negated_int)),
+    Rule(sub("-misset_seed"), 1, put("misset_seed", _negated_int)),
+    Rule(sub("-water"), 1, put("water_size", lambda t: atof(t) / 1e6)),
+    # nanobrag_torch's own options: exact names (their values were checked by options.validate)
+    Rule(exact("-mtz"), 0, put("mtzfile", _text)),
+    Rule(exact("-mtz_column"), 0, put("mtz_column", _text)),
+    Rule(exact("-cif_sf"), 0, put("cif_sf_file", _text)),
+    Rule(exact("-cif_column"), 0, put("cif_column", _text)),
+    Rule(exact("-model"), 0, put("modelfile", _text)),
+    Rule(exact("-anomalous"), 0, flag(anomalous=True)),
+    Rule(exact("-dtype"), 0, put("dtype", _text)),
+    Rule(exact("-device"), 0, put("device", _text)),
+    Rule(exact("-nthreads"), 0, put("nthreads", atoi)),
+    Rule(exact("-expt"), 0, put("exptfile", _text)),
+    Rule(exact("-write_expt"), 0, put("write_expt", _text)),
+    Rule(exact("-trace_pixel"), 0, _trace_pixel),
+    Rule(exact("-compat"), 0, put("compat", _text)),
+    Rule(exact("--debug", "-debug"), 0, flag(debug=True)),
+)

@@ -11,14 +11,14 @@ from .crystal import Crystal, cell_parameters, lattice_vectors
 from .engine import R_E_SQR, Flags
 from .errors import InputFileError, UsageError
 from .geometry.detector import Detector
-from .geometry.vectors import cross, dot
+from .geometry.vectors import cross
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
 from .io.sources import fill_source_defaults
 from .io.stol import read_stol
 from .resolve import detector_and_beam, sampling
 from .settings import RTD
-from .simulator import Beam, Simulation
+from .simulator import Beam, Simulation, recommended_oversample
 from .sources import divergence_grid, source_directions
 
 logger = logging.getLogger(__package__)
@@ -116,7 +116,31 @@ def check_roi_and_mask(v):
 
 
 def build(v, say):
-    """Resolve settings and construct the Simulation; returns (simulation, info dict)."""
+    """Resolve settings, print nanoBragg's set-up report and construct the Simulation."""
+    fdump_present, structure = resolve_inputs(v, say)
+    sources = read_inputs(v)
+    device = pick_device(v.device)  # an unusable device must fail before Fdump.bin is written
+    det = detector_report(v, say)
+    choose_interpolation(v, say)
+    crystal_vectors(v, say)
+    sfsource.check_cell(structure, cell_parameters(torch.tensor(v.real), torch.tensor(v.recip), v.volume)[0])
+    crystal_size(v, say)
+    grid = getattr(v, "structure_factors", None)  # a dataset run reads them once for all its frames
+    if grid is None:
+        grid, v.model_link = sfsource.grid(structure, v, say, sources[:3]) if structure else \
+            (load_structure_factors(v, say, fdump_present), None)
+        v.structure_factors = grid
+    if grid is None or grid.count == 0:
+        v.interpolate = 0
+    umats = report_sampling(v, say, sources)
+    sim = make_simulation(v, det, grid, sources, umats, device, getattr(v, "model_link", None))
+    report_summary(v, say, grid)
+    return sim
+
+
+def resolve_inputs(v, say):
+    """Checks, defaults and step counts before any file is read: (whether an Fdump.bin is reused,
+    the -mtz/-cif_sf/-model structure or None)."""
     check_physical(v)
     # one shuffle table per run, shared by every seed in C's order (misset, mosaic, noise)
     v.rng_table = rng.new_table()
@@ -136,14 +160,22 @@ def build(v, say):
         torch.set_num_threads(v.nthreads)
     sampling(v, say)
     check_work(v, 1 if v.sourcefile else v.hdivsteps * v.vdivsteps * v.dispsteps)
-    # read the remaining input files now: a bad one must fail before Fdump.bin is written
+    return fdump_present, structure
+
+
+def read_inputs(v):
+    """Read the remaining input files now: a bad one must fail before Fdump.bin is written.
+
+    Returns (positions, weights, wavelengths, report lines) of the sources."""
     source_report = []
     sources = make_sources(v, source_report.append)
     if v.stolfile is not None:
         read_stol(v.stolfile)
-    dtype = torch.float32 if v.dtype == "float32" else torch.float64
-    device = pick_device(v.device)
+    return (*sources, source_report)
 
+
+def detector_report(v, say):
+    """The float64 CPU detector of the settings; records its derived geometry in `v` and reports it."""
     say(f"{v.convention.lower()} convention selected.")
     if v.pix0_option and v.compat == "fixed":
         v.pivot = "pix0"  # nanoBragg.c recomputes pix0 from the pivot; -compat fixed takes it as given
@@ -173,7 +205,10 @@ def build(v, say):
     v.geo = g
     xb = [sum(b * f for b, f in zip(v.beam, g[k])) for k in ("fdet", "sdet", "odet")]
     say("XDS incident beam: %g %g %g" % tuple(xb))
+    return det
 
+
+def choose_interpolation(v, say):
     if v.interpolate > 1:
         if v.Na <= 2 or v.Nb <= 2 or v.Nc <= 2:
             say("auto-selected tricubic interpolation of structure factors")
@@ -182,8 +217,9 @@ def build(v, say):
             say("auto-selected no interpolation")
             v.interpolate = 0
 
-    crystal_vectors(v, say)
-    sfsource.check_cell(structure, cell_parameters(torch.tensor(v.real), torch.tensor(v.recip), v.volume)[0])
+
+def crystal_size(v, say):
+    """Cell counts from -xtal_size, and nanoBragg's oversampling choice from the crystal size."""
     real = v.real * 1e-10
     lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]  # C's rounding
     for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
@@ -197,10 +233,7 @@ def build(v, say):
     say("crystal is %g x %g x %g microns" % (xa * 1e6, xb_ * 1e6, xc * 1e6))
     xmax = max(xa, xb_, xc)
     recip_pixel = v.lambda0 * v.distance / v.pixel_size
-    ratio = 3.0 * xmax / recip_pixel if recip_pixel != 0 else math.inf
-    recommended = int(math.ceil(ratio)) if ratio < 2**31 else 2**31 - 1  # C keeps it in an int
-    if recommended <= 0:
-        recommended = 1
+    recommended = recommended_oversample(xmax, v.lambda0, v.distance, v.pixel_size)
     if v.oversample <= 0:
         v.oversample = recommended
         say("auto-selected %d-fold oversampling" % v.oversample)
@@ -213,34 +246,33 @@ def build(v, say):
     volume = xa * xb_ * xc
     say("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (v.Na * v.Nb * v.Nc)))
 
-    grid = getattr(v, "structure_factors", None)  # a dataset run reads them once for all its frames
-    if grid is None:
-        grid, v.model_link = sfsource.grid(structure, v, say, sources) if structure else \
-            (load_structure_factors(v, say, fdump_present), None)
-        v.structure_factors = grid
-    model_link = getattr(v, "model_link", None)
-    if grid is None or grid.count == 0:
-        v.interpolate = 0
+
+def report_sampling(v, say, sources):
+    """Report layers, phi steps and sources; draw the mosaic domains (returns their rotations)."""
     if v.stolfile is not None:
         say("reading %s" % v.stolfile)
     for t in range(v.detector_thicksteps):
         say("thick%d = %g um" % (t, v.detector_thickstep * t * 1e6))
     for p in range(v.phisteps):
         say("phi%d = %g" % (p, (v.phi0 + v.phistep * p) * RTD))
-
-    for line in source_report:
+    for line in sources[3]:
         say(line)
-    positions, weights, wavelengths = sources
     umats = rng.mosaic_umats(v.mosaic_spread, v.mosaic_domains, v.mosaic_seed, table=v.rng_table)
     say("  created a total of %d mosaic domains" % v.mosaic_domains)
     if v.oversample <= 0:
         v.oversample = 1
-    v.steps = len(wavelengths) * v.mosaic_domains * v.phisteps * v.oversample ** 2
+    v.steps = len(sources[2]) * v.mosaic_domains * v.phisteps * v.oversample ** 2
+    return umats
 
+
+def make_simulation(v, det, grid, sources, umats, device, model_link=None):
+    """The Simulation on the run's device and dtype from resolved settings and what was read."""
+    positions, weights, wavelengths = sources[:3]
+    dtype = torch.float32 if v.dtype == "float32" else torch.float64
     det.dtype, det.device, det.oversample = dtype, device, v.oversample
     t = lambda x: torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype, device=device)
-    crystal = Crystal(real=t(real), recip=t(v.recip), Na=v.Na, Nb=v.Nb, Nc=v.Nc, shape=v.shape, fudge=v.fudge,
-                      Fhkl=None if grid is None else t(grid.F),
+    crystal = Crystal(real=t(v.real * 1e-10), recip=t(v.recip), Na=v.Na, Nb=v.Nb, Nc=v.Nc, shape=v.shape,
+                      fudge=v.fudge, Fhkl=None if grid is None else t(grid.F),
                       hkl_min=(0, 0, 0) if grid is None else (grid.h_min, grid.k_min, grid.l_min),
                       hkl_count=0 if grid is None else grid.count, default_F=v.default_F,
                       interpolate=bool(v.interpolate), phi0=v.phi0, phistep=v.phistep, phisteps=v.phisteps,
@@ -250,9 +282,12 @@ def build(v, say):
         crystal.extra["structure"] = model_link  # makes the atoms refinable (parameters "atom_*")
     compat.phi_zero_note(v)
     used = getattr(v, "source_weights_used", True)
+    # the central wavelength and bandpass the source grid was made from (a source file has neither)
+    spectrum = dict(lambda0=v.lambda0, dispersion=v.dispersion) if v.sourcefile is None else {}
     beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths),
                 weights=t(weights) if used else None,
-                polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence)
+                polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence,
+                **spectrum)
     i_bg = WATER_F ** 2 * R_E_SQR * v.fluence * v.water_size ** 3 * 1e6 * AVOGADRO / WATER_MW
     flags = Flags(oversample_thick=v.oversample_thick, oversample_polar=v.oversample_polar,
                   oversample_omega=v.oversample_omega, nopolar=v.nopolar, kahn=v.polarization, dmin=v.dmin,
@@ -269,7 +304,6 @@ def build(v, say):
                      compat=v.compat)
     if not np.all(wavelengths > 0):
         sim.use_compile = False  # -compat c's sources at the origin: NaN indices, kept off the compiled gather
-    report_summary(v, say, grid)
     return sim
 
 

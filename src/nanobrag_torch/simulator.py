@@ -4,6 +4,7 @@ Holds the physical models (Detector, Crystal, beam/sources) as tensors and rende
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
 import logging
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -29,24 +30,15 @@ _COMPILED = {}
 LOG = logging.getLogger(__package__)
 
 
-def _fix_malloc_threshold():
-    """Serve large chunk buffers with mmap so they go back to the OS when freed; reuse small ones.
+def recommended_oversample(xmax, lambda0, distance, pixel_size):
+    """nanoBragg's sub-pixel count: ceil(3 x crystal size / reciprocal pixel size), at least 1.
 
-    glibc raises its mmap threshold after the first large free, after which equal-sized chunk
-    buffers come from the heap and fragment it: peak memory then grows with the detector size."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB (also disables the dynamic threshold)
-        # ...and keep freed heap memory mapped: trimming it after every chunk and faulting it back
-        # in for the next one costs more system time than the kernels themselves take
-        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD = 64 MiB
-    except (OSError, AttributeError):
-        pass
-
-
-_fix_malloc_threshold()
+    xmax: largest crystal dimension (m); lambda0: central wavelength (m); distance, pixel_size (m).
+    The command line uses it when -oversample is not given, the API when oversample is None."""
+    recip_pixel = lambda0 * distance / pixel_size
+    ratio = 3.0 * xmax / recip_pixel if recip_pixel != 0 else math.inf
+    recommended = int(math.ceil(ratio)) if ratio < 2**31 else 2**31 - 1  # C keeps it in an int
+    return max(recommended, 1)
 
 
 def compile_available():
@@ -97,6 +89,13 @@ class Beam:
 
 @dataclass
 class Simulation:
+    """A detector, a crystal and a beam, rendered in bounded pixel chunks.
+
+    `run()` gives the whole image (spixels, fpixels) in photons per pixel on the detector's
+    device and dtype; `roi_image` a rectangle; `render_pixels(slow, fast)` a list of pixels.
+    `flags` (oversampling rules, polarization, fluence, water background, the normalizing step
+    count) are made from the models when not given. Differentiable end to end."""
+
     detector: object
     crystal: object
     beam: Beam
@@ -113,12 +112,25 @@ class Simulation:
 
     def __post_init__(self):
         check_mode(self.compat)
+        if self.detector.oversample is None:
+            self.detector.oversample = self._auto_oversample()
         if self.flags is None:
             steps = (self.beam.wavelengths.numel() * self.crystal.domains * self.crystal.phisteps
                      * self.detector.oversample ** 2)
             self.flags = Flags(nopolar=self.beam.nopolar, kahn=self.beam.kahn, fluence=self.beam.fluence,
                                steps=steps)
         self.crystal = self.crystal.to(self.detector.dtype, self.detector.device)
+
+    def _auto_oversample(self):
+        """The command line's automatic -oversample for these models (crystal size vs pixel)."""
+        real = self.crystal.real.detach().to("cpu", torch.float64).tolist()
+        lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]
+        c = self.crystal
+        xmax = max(lens[0] * float(c.Na), lens[1] * float(c.Nb), lens[2] * float(c.Nc))
+        b = self.beam
+        lambda0 = float(b.lambda0) if b.lambda0 is not None else float(b.wavelengths.detach().double().mean())
+        distance = float(self.detector.geometry()["distance"].detach())
+        return recommended_oversample(xmax, lambda0, distance, float(self.detector.pixel_size))
 
     def terms_per_pixel(self):
         d = self.detector

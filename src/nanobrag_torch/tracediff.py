@@ -19,10 +19,12 @@ LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*):\s+([A-Za-z_][^\s]*)((?:\s+\S+)+
 
 
 class Usage(Exception):
-    pass
+    """A command-line mistake of nb-compare or nb-trace-diff (exit 1, one line)."""
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse that raises Usage instead of exiting, so each tool prints its own one-line error."""
+
     def error(self, message):
         raise Usage(message)
 

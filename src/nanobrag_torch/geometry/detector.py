@@ -52,13 +52,15 @@ class Detector:
     @classmethod
     def mosflm(cls, distance_mm=100.0, pixel_mm=0.1, fpixels=1024, spixels=None, beam_mm=None,
                rotations_deg=(0.0, 0.0, 0.0), twotheta_deg=0.0, thickness_um=0.0, thicksteps=2,
-               attenuation_um=None, oversample=1, point_pixel=False, curved=False,
+               attenuation_um=None, oversample=None, point_pixel=False, curved=False,
                dtype=torch.float64, device="cpu"):
         """Detector in nanoBragg's MOSFLM convention (beam along +x, pivot about the beam spot).
 
         beam_mm = (Xbeam, Ybeam): MOSFLM beam centre (Xbeam along the slow axis), default the
         detector centre; rotations_deg: -detector_rotx/y/z; thickness_um/thicksteps/attenuation_um:
-        sensor thickness, layers and attenuation depth (default depth = thickness, as nanoBragg)."""
+        sensor thickness, layers and attenuation depth (default depth = thickness, as nanoBragg);
+        oversample: sub-pixels per axis, None = chosen from the crystal size when the Simulation
+        is made, as the command line does without -oversample."""
         conv = CONVENTIONS["MOSFLM"]
         spixels = spixels or fpixels
         ps = pixel_mm * 1e-3
@@ -79,7 +81,7 @@ class Detector:
                    Fbeam=ybeam + 0.5 * ps, Sbeam=xbeam + 0.5 * ps, rotx=math.radians(rotations_deg[0]),
                    roty=math.radians(rotations_deg[1]), rotz=math.radians(rotations_deg[2]),
                    twotheta=math.radians(twotheta_deg), curved=curved, point_pixel=point_pixel, thickness=thick,
-                   thicksteps=layers, thickstep=step, mu=mu, oversample=int(oversample), dtype=dtype, device=device)
+                   thicksteps=layers, thickstep=step, mu=mu, oversample=None if oversample is None else int(oversample), dtype=dtype, device=device)
 
     def t(self, x):
         if isinstance(x, torch.Tensor):

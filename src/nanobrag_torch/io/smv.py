@@ -155,7 +155,8 @@ def read_smv(path):
             if size < expected:
                 _fail(path, f"truncated: {size} bytes, header + {width}x{height} pixels need {expected}")
             if size > expected:
-                _fail(path, f"{size - expected} bytes after the {width}x{height} pixels: SIZE1/SIZE2 disagree with the file size")
+                _fail(path, f"{size - expected} bytes after the {width}x{height} pixels: "
+                            "SIZE1/SIZE2 disagree with the file size")
             raw = handle.read(2 * width * height)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -16,12 +16,17 @@ _SEPARATORS = re.compile(r"[ \t,;:!\r\v\f]+")
 COLUMNS = 5
 
 
-def read_sources(path):
-    rows = []
+def table_lines(path):
+    """(line number, line, fields) of each line that holds data: '#' comments and blank lines skipped."""
     for lineno, line in enumerate(read_text(path).split("\n"), 1):
         tokens = [t for t in _SEPARATORS.split(line.split("#", 1)[0]) if t]
-        if not tokens:
-            continue
+        if tokens:
+            yield lineno, line, tokens
+
+
+def read_sources(path):
+    rows = []
+    for lineno, _, tokens in table_lines(path):
         row = [math.nan] * COLUMNS
         for i, token in enumerate(tokens[:COLUMNS]):
             try:

@@ -8,16 +8,12 @@ import math
 import numpy as np
 
 from ..errors import InputFileError
-from .hkl import read_text
-from .sources import _SEPARATORS
+from .sources import table_lines
 
 
 def read_stol(path):
     rows = []
-    for lineno, line in enumerate(read_text(path).split("\n"), 1):
-        tokens = [t for t in _SEPARATORS.split(line.split("#", 1)[0]) if t]
-        if not tokens:
-            continue
+    for lineno, line, tokens in table_lines(path):
         if len(tokens) < 2:
             raise InputFileError(f"{path} line {lineno}: expected 'stol F', got {line.strip()[:60]!r}")
         try:

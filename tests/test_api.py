@@ -122,7 +122,8 @@ def test_dispersion_parameter_after_from_args():
     assert "dispersion" in nb.available_parameters(sim)
     reference = sim.run()
     p = nb.parameters(sim, "dispersion", "wavelength")
-    assert float(p["dispersion"].detach()) == pytest.approx(5.0) and float(p["wavelength"].detach()) == pytest.approx(6.2)
+    assert float(p["dispersion"].detach()) == pytest.approx(5.0)
+    assert float(p["wavelength"].detach()) == pytest.approx(6.2)
     torch.testing.assert_close(sim.run(), reference, rtol=1e-12, atol=1e-12 * float(reference.max()))
     slow, fast = torch.tensor([0, 2, 5]), torch.tensor([1, 3, 5])
 

@@ -229,7 +229,8 @@ def test_options_override_the_file(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text,needle", [
     ("{not json", "not a JSON experiment list"),
     (json.dumps({"experiment": []}), "no 'experiment' list"),
-    (json.dumps(document({"panels": [panel([0, 0, -100], [1, 0, 0], [0, 1, 0], pixel=0.1) | {"pixel_size": [0.1, 0.2]}]})),
+    (json.dumps(document({"panels": [panel([0, 0, -100], [1, 0, 0], [0, 1, 0], pixel=0.1)
+                                     | {"pixel_size": [0.1, 0.2]}]})),
      "must be square"),
     (json.dumps(document({"panels": [{"origin": [0, 0, -100], "fast_axis": [1, 0, 0]}]})), "missing key 'slow_axis'"),
     (json.dumps(document({"panels": [panel([0, 0, "x"], [1, 0, 0], [0, 1, 0])]})), "'origin' must be 3 finite numbers"),

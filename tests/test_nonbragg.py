@@ -71,7 +71,8 @@ def test_bad_input_one_line_and_no_files(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, word", [(["-detpixels", "8"], "-stol"), (["-stol", "x", "-bogus"], "bogus"),
-                                        (["-stol", "x", "-pixel", "0"], "pixel"), (["-stol", "x", "-pivot", "up"], "pivot")])
+                                        (["-stol", "x", "-pixel", "0"], "pixel"),
+                                        (["-stol", "x", "-pivot", "up"], "pivot")])
 def test_usage_errors(argv, word, capsys):
     assert nonbragg.main(argv) == 2
     err = capsys.readouterr().err.strip()

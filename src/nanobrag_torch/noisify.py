@@ -33,7 +33,8 @@ VOCABULARY = {**{k: (F,) for k in _FLOATS.split()}, **{k: (I,) for k in _INTS.sp
 def _defaults():
     return SimpleNamespace(
         distance=100.0e-3, detsize_x=102.4e-3, detsize_y=102.4e-3, pixel=0.1e-3, Xbeam=-1e99, Ybeam=-1e99,
-        xpixels=0, ypixels=0, lambda_=1.0, psf=None, psf_fwhm=46e-6, psf_radius=0, fluence=125932015286227086360700780544.0,
+        xpixels=0, ypixels=0, lambda_=1.0, psf=None, psf_fwhm=46e-6, psf_radius=0,
+        fluence=125932015286227086360700780544.0,
         floatfile=None, headerfile=None, pgmfile="image.pgm", intfile="intimage.img", noisefile="noiseimage.img",
         bits=16, calculate_noise=True, write_pgm=True, readout=0.0, flicker=0.0, calibration=0.03, scale=1.0,
         seed=-int(time.time()), calib_seed=123456789, adc=40.0, gain=1.0, phi0=0.0, osc=1.0)

@@ -53,7 +53,8 @@ OPTIONS = {
     "background": (S,), "background_thick": (F,), "background_density": (F,), "background_MW": (F,),
     "psf": (S,), "psf_fwhm": (F,), "psf_radius": (I,), "readout_noise": (F,), "flicker": (F,),
     "calibration": (F,), "calib_seed": (I,), "gain": (F,),
-    "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,), "trace_pixel": (I, I), "compat": ("compat",),
+    "dtype": ("dtype",), "device": ("device",), "expt": (S,), "write_expt": (S,), "nthreads": (I,),
+    "trace_pixel": (I, I), "compat": ("compat",),
     # datasets (datasets/cli.py)
     "frames": (I,), "stills": (I,), "frame": (I,), "smv": (S,), "nexus": (S,), "cbf": (S,), "resume": (),
     "overwrite": (), "shots": (S,), "export_c": (S,), "workers": (I,), "scheduler": (S,),

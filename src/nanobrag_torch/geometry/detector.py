@@ -81,7 +81,8 @@ class Detector:
                    Fbeam=ybeam + 0.5 * ps, Sbeam=xbeam + 0.5 * ps, rotx=math.radians(rotations_deg[0]),
                    roty=math.radians(rotations_deg[1]), rotz=math.radians(rotations_deg[2]),
                    twotheta=math.radians(twotheta_deg), curved=curved, point_pixel=point_pixel, thickness=thick,
-                   thicksteps=layers, thickstep=step, mu=mu, oversample=None if oversample is None else int(oversample), dtype=dtype, device=device)
+                   thicksteps=layers, thickstep=step, mu=mu, oversample=None if oversample is None else int(oversample),
+                   dtype=dtype, device=device)
 
     def t(self, x):
         if isinstance(x, torch.Tensor):

@@ -288,7 +288,8 @@ def read_expt(path, which=0):
         if ex_kind is not None and not isinstance(ex_kind, int):
             raise InputFileError(f"{path}: experiment {which} '{kind}' must be an index")
     beam, det = _pick(doc, "beam", ex.get("beam"), path), _pick(doc, "detector", ex.get("detector"), path)
-    crystal, gonio = _pick(doc, "crystal", ex.get("crystal"), path), _pick(doc, "goniometer", ex.get("goniometer"), path)
+    crystal = _pick(doc, "crystal", ex.get("crystal"), path)
+    gonio = _pick(doc, "goniometer", ex.get("goniometer"), path)
     scan = _pick(doc, "scan", ex.get("scan"), path)
     if beam is not None:
         _beam(exp, beam, f"{path} beam")
@@ -341,8 +342,8 @@ def experiment_dicts(exp):
                    "real_space_c": to_dials(exp.real[2]), "space_group_hall_symbol": exp.space_group or " P 1"}
     gonio = scan = None
     if exp.spindle is not None and exp.osc is not None:
-        gonio = {"rotation_axis": to_dials(exp.spindle), "fixed_rotation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                 "setting_rotation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+        identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        gonio = {"rotation_axis": to_dials(exp.spindle), "fixed_rotation": identity, "setting_rotation": list(identity)}
         n = max(int(exp.images), 1)
         start, width = exp.phi0 * RTD, exp.osc * RTD
         props = {"oscillation": [start + width * i for i in range(n)], "epochs": [float(i) for i in range(n)],
@@ -357,7 +358,7 @@ def expt_document(experiments):
     """A DIALS experiment list (dict) holding every Experiment of `experiments`, models unshared."""
     doc = {"__id__": "ExperimentList", "experiment": [], "imageset": [], "beam": [], "detector": [],
            "goniometer": [], "scan": [], "crystal": [], "profile": [], "scaling_model": []}
-    for i, exp in enumerate(experiments):
+    for exp in experiments:
         beam, det, crystal, gonio, scan = experiment_dicts(exp)
         entry = {"__id__": "Experiment", "identifier": "", "beam": len(doc["beam"]),
                  "detector": len(doc["detector"])}

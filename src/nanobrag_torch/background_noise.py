@@ -42,7 +42,8 @@ def parse_options(v, argv):
             raise UsageError(f"option -psf: expected gauss or fiber, got '{psf}'")
         fwhm_m = atof(seen.get("psf_fwhm", "46")) * 1e-6
         v.detector_model = detector_model.DetectorModel(
-            gain=atof(seen.get("gain", "1")), adc_offset=v.adc_offset, readout_noise=atof(seen.get("readout_noise", "0")),
+            gain=atof(seen.get("gain", "1")), adc_offset=v.adc_offset,
+            readout_noise=atof(seen.get("readout_noise", "0")),
             flicker=atof(seen.get("flicker", "0")), calibration=atof(seen.get("calibration", "0.03")),
             psf=psf if fwhm_m > 0 else None, psf_fwhm_px=fwhm_m / v.pixel_size,
             psf_radius=atoi(seen.get("psf_radius", "0")))

@@ -289,8 +289,9 @@ class Simulation:
         pending_ok: ignore the phi = 0 first term (only one pixel needs the eager path for it)."""
         f = self.flags
         # several panels render on the eager engine (the compiled kernel takes one panel's frame)
-        if (self.use_compile is False or getattr(self.detector, "n_panels", 1) > 1 or state.enabled or (state.phi_first_pending and not pending_ok)
-                or torch.is_grad_enabled() or f.oversample_thick or f.oversample_polar or f.oversample_omega):
+        if (self.use_compile is False or getattr(self.detector, "n_panels", 1) > 1 or state.enabled
+                or (state.phi_first_pending and not pending_ok) or torch.is_grad_enabled()
+                or f.oversample_thick or f.oversample_polar or f.oversample_omega):
             return False
         if self.use_compile is True:
             return True

@@ -305,7 +305,8 @@ def report(say, plan, todo, manifests, retried, progress) -> None:
     workers = len({m["pid"] for m in manifests})
     again = "unknown" if retried is None else str(retried)
     say(f"wrote {frames} frames of {plan.count} in {len(manifests)} of {len(todo)} chunks on {workers} worker "
-        f"process(es) ({progress.rate() if progress else 0.0:.2f} frames/s); chunks retried after a lost worker: {again}; "
+        f"process(es) ({progress.rate() if progress else 0.0:.2f} frames/s); "
+        f"chunks retried after a lost worker: {again}; "
         f"peak memory per worker {peak:.0f} MiB")
 
 

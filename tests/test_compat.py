@@ -216,7 +216,8 @@ def test_trace_shows_phantom_sources(tmp_path, monkeypatch):
 C_BIN = os.environ.get("NB_C_BIN", "")
 
 
-@pytest.mark.skipif(not os.path.isfile(C_BIN), reason="C reference program not found (set NB_C_BIN to nanoBragg.c's build)")
+@pytest.mark.skipif(not os.path.isfile(C_BIN),
+                    reason="C reference program not found (set NB_C_BIN to nanoBragg.c's build)")
 @pytest.mark.parametrize("extra", [[], ["-N", "3"], ["-polar", "0.8"], ["-dmin", "3", "-N", "3"],
                                    ["-oversample", "2", "-oversample_polar"], ["-tophat_spots", "-N", "2"],
                                    ["-phi", "0", "-osc", "2", "-phisteps", "3"]],

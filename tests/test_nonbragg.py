@@ -106,6 +106,7 @@ def test_compiled_loop_equals_the_torch_path():
     with torch.no_grad():
         fast, om_fast = amorphous.render_background(*args, **kw)
     assert amorphous.compiled_path_applies(det, [], 0.7)
-    slow, om_slow = amorphous.render_background(*args[:-1], torch.tensor(1e22, dtype=torch.float64, requires_grad=True), **kw)
+    fluence = torch.tensor(1e22, dtype=torch.float64, requires_grad=True)
+    slow, om_slow = amorphous.render_background(*args[:-1], fluence, **kw)
     assert torch.allclose(fast, slow.detach(), rtol=1e-12, atol=0) and fast[:, 0].abs().sum() == 0
     assert abs(om_fast - float(om_slow)) <= 1e-12 * om_fast

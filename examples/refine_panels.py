@@ -16,7 +16,7 @@ import torch
 from lbfgs_rounds import fit
 
 import nanobrag_torch as nb
-from nanobrag_torch.geometry.panels import PanelDetector
+from nanobrag_torch.models import PanelDetector
 
 PIXELS, PIXEL_M, GAP_M, DISTANCE_M = 64, 1e-4, 1e-3, 0.05
 BACKGROUND = 1.0  # photons per pixel, known

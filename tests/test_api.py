@@ -214,7 +214,7 @@ def test_golden_case_gradients_are_finite(case_dir, case_id):
 
 def test_mosaic_domains_rebuilt_from_axes():
     xtal = nb.Crystal.from_cell(70, 80, 90, 80, 95, 100, N=5, default_F=10, mosaic_deg=0.7, mosaic_domains=6)
-    from nanobrag_torch.crystal import axis_angle_umats, mosaic_axis_angles
+    from nanobrag_torch.lattice import axis_angle_umats, mosaic_axis_angles
     axes, angles = mosaic_axis_angles(xtal.mosaic_umats.numpy())
     assert angles[0] == 0 and np.all(angles[1:] > 0) and np.all(angles <= math.radians(0.7) * (1 + 1e-7))
     rebuilt = axis_angle_umats(torch.tensor(axes), torch.tensor(angles))

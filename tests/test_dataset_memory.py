@@ -23,7 +23,8 @@ peaks = {}
 with Renderer(base, plan) as renderer:
     sink = NexusFile("s.nxs", plan, argv)
     sink.open(renderer, 0)
-    render_frames(renderer, range(30), [sink], lambda n: peaks.update({n: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    render_frames(renderer, range(30), [sink],
+                  lambda n: peaks.update({n: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
     sink.close(True)
 print(json.dumps(peaks))
 """

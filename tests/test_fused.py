@@ -149,7 +149,8 @@ def test_torch_compile_path_equals_eager(inputs):
     sim = nb.from_args(CONFIGS["polychromatic_thick_kahn"])
     with torch.no_grad():
         eager = sim.run().reshape(-1)
-        geo, incident, wl, wf, rot, _ = sim._prepared()
+        i = sim.inputs()
+        geo, incident, wl, wf, rot = i.geo, i.incident, i.wavelengths, i.weight_factor, i.rot
         slow = torch.arange(sim.detector.spixels).repeat_interleave(sim.detector.fpixels)
         fast = torch.arange(sim.detector.fpixels).repeat(sim.detector.spixels)
         kernel = fused.pixel_kernel(sim.detector, sim.crystal, sim.flags, wf, aot=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nanobrag_torch import amorphous, nonbragg
-from nanobrag_torch.geometry.detector import Detector
+from nanobrag_torch.models import Detector
 
 
 def test_interpolation_is_exact_for_a_cubic():

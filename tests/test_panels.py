@@ -9,8 +9,8 @@ import torch
 
 import nanobrag_torch as nb
 from nanobrag_torch import cli
-from nanobrag_torch.geometry.panels import PanelDetector
 from nanobrag_torch.io.smv import read_smv
+from nanobrag_torch.models import PanelDetector
 
 
 def words(text):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from nanobrag_torch import cli, setup
-from nanobrag_torch.crystal import lattice_vectors
 from nanobrag_torch.geometry.vectors import unitize
+from nanobrag_torch.lattice import lattice_vectors
 from nanobrag_torch.physics import polarization_factor, sinc3_sq, sincg
 
 F64 = torch.float64
@@ -72,7 +72,7 @@ def test_mosflm_pixel_centres_step_from_pix0():
     sim, _ = build(CUBIC + ["-distance", "100", "-pixel", "0.1", "-detpixels", "64"])
     geo = sim.detector.geometry()
     slow, fast = torch.tensor([0, 0, 5, 63]), torch.tensor([0, 7, 0, 63])
-    pos = sim.detector.positions(geo, fast, slow)[:, 0, 0].numpy()
+    pos = sim.detector.positions(geo, slow, fast)[:, 0, 0].numpy()
     pix0 = geo["pix0"].numpy()
     for (s, f), p in zip(zip(slow.tolist(), fast.tolist()), pos):
         np.testing.assert_allclose(p, pix0 + (f + 0.5) * 1e-4 * MOSFLM_F + (s + 0.5) * 1e-4 * MOSFLM_S, atol=1e-16)
@@ -296,7 +296,7 @@ def render_diagnostics(args, slow, fast):
     with torch.no_grad():
         _, diags = sim.render_pixels(torch.tensor(slow), torch.tensor(fast), diagnostics=True)
     omega = torch.cat([d["omega"][:, 0, 0] for d in diags]).numpy()
-    pos = sim.detector.positions(geo, torch.tensor(fast), torch.tensor(slow))[:, 0, 0].numpy()
+    pos = sim.detector.positions(geo, torch.tensor(slow), torch.tensor(fast))[:, 0, 0].numpy()
     return omega, pos, {k: x.numpy() for k, x in geo.items()}
 
 

@@ -9,8 +9,9 @@ use so that `python -m nanobrag_torch` and the small modules stay quick to impor
 """
 from importlib import metadata as _metadata
 
-_API = ("Beam", "Crystal", "Detector", "Flags", "PanelDetector", "Parameters", "SPECS", "Simulation",
-        "available_parameters", "from_args", "parameters", "read_expt", "release", "simulate", "write_expt")
+_API = ("Beam", "Crystal", "Detector", "Flags", "PanelDetector", "Parameters", "RenderInputs", "SPECS", "Sample",
+        "Simulation", "available_parameters", "from_args", "parameters", "read_expt", "release", "render_chunk",
+        "simulate", "write_expt")
 
 __all__ = [*_API, "__version__"]
 

@@ -103,7 +103,7 @@ class AmorphousSample:
 def _subpixel_rays(detector, geo, fast, slow):
     """(x, y, z) components (n, layers*O*O) of the sample-to-sub-pixel vectors and their length."""
     if detector.curved or detector.thicksteps > 1:
-        comps = detector.positions(geo, fast, slow).flatten(1, 2).unbind(-1)
+        comps = detector.positions(geo, slow, fast).flatten(1, 2).unbind(-1)
     else:  # flat, one layer: the same positions without the (n, O*O, 3) temporaries
         ps, o = detector.t(detector.pixel_size), detector.oversample
         fd = detector.subpixel_offsets(fast, ps)[:, None, :].expand(-1, o, -1).reshape(-1, o * o)

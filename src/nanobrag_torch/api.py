@@ -8,38 +8,20 @@
 Models: `Detector.mosflm(...)`, `Crystal.from_cell(...)` / `Crystal.from_matrix(...)`,
 `Beam.monochromatic(...)`, then `Simulation(detector, crystal, beam)`.
 """
-import os
 import shlex
-import tempfile
 
 import torch
 
-from .crystal import Crystal
 from .differentiable import SPECS, Parameters, available_parameters, parameters, release
 from .engine import Flags
 from .errors import InputFileError
-from .geometry.detector import Detector
-from .geometry.panels import PanelDetector
 from .io.expt import read_expt, write_expt
-from .simulator import Beam, Simulation
+from .models import Beam, Crystal, Detector, PanelDetector, Sample
+from .simulator import RenderInputs, Simulation, render_chunk
 
-__all__ = [
-    "SPECS",
-    "Beam",
-    "Crystal",
-    "Detector",
-    "Flags",
-    "PanelDetector",
-    "Parameters",
-    "Simulation",
-    "available_parameters",
-    "from_args",
-    "parameters",
-    "read_expt",
-    "release",
-    "simulate",
-    "write_expt",
-]
+__all__ = ["Beam", "Crystal", "Detector", "Flags", "PanelDetector", "Parameters", "RenderInputs", "SPECS", "Sample",
+           "Simulation", "available_parameters", "from_args", "parameters", "read_expt", "release", "render_chunk",
+           "simulate", "write_expt"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64", "float32": "float32", "float64": "float64"}
 
@@ -65,10 +47,7 @@ def from_args(args, device=None, dtype=None, write_fdump=False):
         v.dtype = _DTYPES[dtype]
     if device is not None:
         v.device = str(device)
-    with tempfile.TemporaryDirectory() as scratch:
-        if v.hklfile is not None and not write_fdump:
-            v.dumpfile = os.path.join(scratch, "Fdump.bin")
-        sim = setup.build(v, _quiet)
+    sim = setup.build(v, _quiet, write_fdump=write_fdump)
     if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
         raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "
                              f"but the detector is {v.fpixels}x{v.spixels}")

@@ -4,13 +4,12 @@ Both C programs match options by substring (strstr) and apply every rule an argu
 in source order.  Here an argument must first be a known option with valid values (strict, as
 nanoBragg's own command line); its effects are then the C's rules, applied in the C's order.
 """
-import difflib
 import os
 import sys
 
 from .errors import InputFileError, NanoBraggError, UsageError
 from .io.atomic import check_writable
-from .options import F, I, S, _check_sign, _is_number, _number
+from .options import F, I, S, _check_sign, _is_number, _number, option_name
 
 V3 = (F, F, F)
 
@@ -28,11 +27,7 @@ def validate(argv, vocabulary, positional=None):
                 i += 1
                 continue
             raise UsageError(f"unexpected argument '{tok}' (options start with '-')")
-        name = tok[1:]
-        if name not in vocabulary:
-            close = difflib.get_close_matches(name, vocabulary.keys(), n=1, cutoff=0.6)
-            hint = f"; did you mean -{close[0]}?" if close else ""
-            raise UsageError(f"unknown option '{tok}'{hint}")
+        name = option_name(tok, vocabulary)
         i += 1
         values = []
         for kind in vocabulary[name]:
@@ -69,6 +64,15 @@ class Rules:
 def has(*parts, length=None):
     """C's strstr(arg, part) for any part, optionally with strlen(arg) == length."""
     return lambda tok: any(p in tok for p in parts) and (length is None or len(tok) == length)
+
+
+def line_writer(out=None):
+    """say(text): one line of the program's report on `out` (default: sys.stdout at call time)."""
+    out = sys.stdout if out is None else out
+
+    def say(text):
+        out.write(text + "\n")
+    return say
 
 
 def check_output_names(names):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .crystal import axis_angle_umats, cell_parameters, mosaic_axis_angles
 from .geometry.vectors import unitize
+from .lattice import axis_angle_umats, cell_parameters, mosaic_axis_angles
+from .models.sample import Sample
 from .structure import atom_initial, atom_write, model_check, refresh_grid
 
 
@@ -209,7 +210,7 @@ def _depth_write(sim, v, ctx):
     sim.detector.mu = 1.0 / (v * 1e-6)
 
 
-# ---- several panels (geometry/panels.py) --------------------------------------------------------
+# ---- several panels (models/panels.py) --------------------------------------------------------
 
 def _panels_check(sim):
     return None if getattr(sim.detector, "n_panels", 1) > 1 else "needs a multi-panel detector (PanelDetector)"
@@ -287,9 +288,7 @@ def _kahn_write(sim, v, ctx):
 
 def _water_per_volume():
     """I_bg per (fluence x water size^3), written in nanoBragg's order of operations."""
-    from .engine import R_E_SQR
-    from .setup import AVOGADRO, WATER_F, WATER_MW
-    return lambda fluence, size: WATER_F ** 2 * R_E_SQR * fluence * size ** 3 * 1e6 * AVOGADRO / WATER_MW
+    return lambda fluence, size: Sample(water_size=size).background(fluence)
 
 
 def _background_context(sim, ctx):
@@ -406,19 +405,34 @@ SPECS = {
 }
 
 # derived quantities, recomputed after all writes (background after the fluence write)
-DERIVED = {"structure": refresh_grid, "lattice": _lattice, "mosaic": _mosaic, "wavelengths": _wavelengths, "layers": _layers,
-           "background": _background}
+DERIVED = {"structure": refresh_grid, "lattice": _lattice, "mosaic": _mosaic, "wavelengths": _wavelengths,
+           "layers": _layers, "background": _background}
 
 EXCLUSIVE = [("mat", "cell"), ("mat", "misset"), ("distance", "close_distance"), ("Fhkl", "atom_xyz"),
              ("Fhkl", "atom_B"), ("Fhkl", "atom_occ")]
 
 
 class Parameters(dict):
-    """Name -> leaf tensor; `apply(sim)` writes them into the models (called before each render)."""
+    """Name -> tensor in the unit of SPECS[name]; `apply(sim)` writes them into the models (called
+    before each render).
 
-    def __init__(self):
+    Values that are torch.nn.Parameter are registered on the Simulation (a torch.nn.Module) under
+    the same name, so `sim.named_parameters()` holds exactly the parameters made differentiable;
+    a value replaced by a tensor computed from the caller's own variables is no longer one."""
+
+    def __init__(self, sim=None):
         super().__init__()
         self.context = {}
+        self.sim = sim
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, value)
+        if self.sim is None:
+            return
+        if isinstance(value, torch.nn.Parameter):
+            self.sim.register_parameter(name, value)
+        elif name in dict(self.sim.named_parameters(recurse=False)):
+            delattr(self.sim, name)
 
     def apply(self, sim):
         groups = []
@@ -450,8 +464,9 @@ def available_parameters(sim):
 
 def parameters(sim, *names, requires_grad=True):
     """Make the named parameters differentiable: returns the simulation's Parameters (name ->
-    float64 leaf in the units of SPECS[name].unit, starting at the current value)."""
-    params = sim.parametrization if sim.parametrization is not None else Parameters()
+    float64 torch.nn.Parameter in the units of SPECS[name].unit, starting at the current value),
+    each also registered on `sim` (`sim.named_parameters()`, `sim.state_dict()`)."""
+    params = sim.parametrization if sim.parametrization is not None else Parameters(sim)
     for name in names:
         why = applicable(sim, name)
         if why:
@@ -463,7 +478,7 @@ def parameters(sim, *names, requires_grad=True):
         if name in params:
             continue
         value = SPECS[name].initial(sim, params.context).detach().to(torch.float64).clone()
-        params[name] = value.requires_grad_(requires_grad)
+        params[name] = torch.nn.Parameter(value, requires_grad=requires_grad)
     sim.parametrization = params
     return params
 
@@ -478,4 +493,6 @@ def release(sim):
             value = getattr(model, f.name)
             if torch.is_tensor(value) and value.requires_grad:
                 setattr(model, f.name, value.detach())
+    for name in list(dict(sim.named_parameters(recurse=False))):
+        delattr(sim, name)
     sim.parametrization = None

@@ -157,7 +157,7 @@ def _omega_per_pixel(omega, flags):
 def render_pixels(slow, fast, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
                   table=None):
     """render() for pixel indices (positions built here), without diagnostics."""
-    pos = detector.positions(geo, fast, slow)
+    pos = detector.positions(geo, slow, fast)
     if hasattr(detector, "chunk_geometry"):  # several panels: each pixel takes its own panel's values
         geo = detector.chunk_geometry(geo, slow)
     return render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,

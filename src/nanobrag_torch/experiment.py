@@ -90,7 +90,7 @@ def experiment_from_settings(v, panels=None, phi0=None):
 
 
 def panels_from_detector(det, v):
-    """Panels of a multi-panel detector (geometry/panels.py) as Experiment panels."""
+    """Panels of a multi-panel detector (models/panels.py) as Experiment panels."""
     geo = det.geometry()
     out = []
     for i in range(det.n_panels):
@@ -115,9 +115,9 @@ def write_run_expt(v, sim, say):
 
 
 def multi_panel_detector(v, dtype, device):
-    """The -expt file's panels as one PanelDetector (see geometry/panels.py)."""
+    """The -expt file's panels as one PanelDetector (see models/panels.py)."""
     from .errors import UsageError
-    from .geometry.panels import PanelDetector
+    from .models.panels import PanelDetector
 
     moved = v.pivot != "pix0" or any(x != 0 for x in (v.rotx, v.roty, v.rotz, v.twotheta))
     if moved:

@@ -29,8 +29,8 @@ import torch
 
 from . import engine, physics
 from .engine import TABLE_ROWS, plain_pixels, term_table
-from .geometry import detector as detector_module
 from .geometry import vectors as vectors_module
+from .models import detector as detector_module
 
 LOG = logging.getLogger(__name__)  # the command line shows its notes on stderr
 _LOADED = {}  # key -> kernel function

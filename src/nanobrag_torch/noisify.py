@@ -1,7 +1,6 @@
 """`noisify`: noisify.c's command line (detector noise and PSF on a float image of photons/pixel)."""
 import math
 import os
-import sys
 import time
 from types import SimpleNamespace
 
@@ -9,7 +8,7 @@ import numpy as np
 
 from . import detector_model
 from .cnum import atof, atoi
-from .companion import Rules, check_output_names, console_entry, has, run_main, validate
+from .companion import Rules, check_output_names, console_entry, has, line_writer, run_main, validate
 from .errors import InputFileError, UsageError
 from .io.atomic import atomic_open
 from .io.floatimage import read_float_image
@@ -196,11 +195,7 @@ def model_of(v):
 
 
 def run(argv, out=None):
-    out = sys.stdout if out is None else out
-
-    def say(text):
-        out.write(text + "\n")
-
+    say = line_writer(out)
     v = parse(argv)
     say("noisify - add noise to pixels - James Holton 3-19-16")
     v.header = None

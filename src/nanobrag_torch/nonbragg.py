@@ -7,12 +7,12 @@ import torch
 
 from . import amorphous, resolve
 from .cnum import atof, atoi
-from .companion import V3, Rules, console_entry, has, run_main, validate
+from .companion import V3, Rules, console_entry, has, line_writer, run_main, validate
 from .errors import InputFileError, UsageError
-from .geometry.detector import Detector
 from .io.smv import c_g, keyed_header
 from .io.sources import read_sources_with_defaults
 from .io.stol import read_stol
+from .models import Detector
 from .options import F, I, S
 from .outputs import statistics, write_all
 from .settings import RTD
@@ -360,15 +360,10 @@ def write_outputs(v, image32, say):
 
 
 def run(argv, out=None):
-    import sys
 
     from .cli import Progress, check_outputs
 
-    out = sys.stdout if out is None else out
-
-    def say(text):
-        out.write(text + "\n")
-
+    say = line_writer(out)
     v = parse(argv)
     say("nonBragg amorphous material diffraction simulator - James Holton and Ken Frankel 3-19-16")
     for line in v.warnings:

@@ -158,6 +158,16 @@ def _is_value(token):
     return not (token.startswith("-") and not _is_number(token) and token[1:] in OPTIONS)
 
 
+def option_name(tok, vocabulary):
+    """The option that `tok` names (without its '-'); an unknown one is an error naming the closest."""
+    name = tok[1:]
+    if name not in vocabulary:
+        close = difflib.get_close_matches(name, vocabulary.keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean -{close[0]}?" if close else ""
+        raise UsageError(f"unknown option '{tok}'{hint}")
+    return name
+
+
 def validate(argv):
     """Check every option and its values; return {option: [values...]} (last occurrence wins)."""
     seen = {}
@@ -170,11 +180,7 @@ def validate(argv):
             continue
         if not tok.startswith("-") or len(tok) < 2 or _is_number(tok):
             raise UsageError(f"unexpected argument '{tok}' (options start with '-')")
-        name = tok[1:]
-        if name not in OPTIONS:
-            close = difflib.get_close_matches(name, OPTIONS.keys(), n=1, cutoff=0.6)
-            hint = f"; did you mean -{close[0]}?" if close else ""
-            raise UsageError(f"unknown option '{tok}'{hint}")
+        name = option_name(tok, OPTIONS)
         values = []
         i += 1
         _check_count(name, argv, i)

@@ -6,7 +6,7 @@ pixel count, beam centre per convention, step counts vs ranges) come out the sam
 import math
 
 from .errors import UsageError
-from .geometry.conventions import CONVENTIONS
+from .geometry.conventions import CONVENTIONS, default_beam_centre
 from .settings import RTD
 
 
@@ -71,13 +71,13 @@ def detector_and_beam(v, say):
         for key, attr in (("beam", "beam"), ("fdet", "fdet"), ("sdet", "sdet"), ("odet", "odet"),
                           ("twotheta_axis", "twotheta_axis"), ("polar", "polar_vector"), ("spindle", "spindle")):
             setattr(v, attr, [float(c) for c in CONVENTIONS[conv][key]])
+    if conv in ("ADXV", "MOSFLM", "DENZO"):
+        xbeam, ybeam = default_beam_centre(conv, v.detsize_f, v.detsize_s, ps)
+        v.Xbeam = xbeam if _isnan(v.Xbeam) else v.Xbeam
+        v.Ybeam = ybeam if _isnan(v.Ybeam) else v.Ybeam
     if conv == "ADXV":
-        v.Xbeam = (v.detsize_f + ps) / 2.0 if _isnan(v.Xbeam) else v.Xbeam
-        v.Ybeam = (v.detsize_s - ps) / 2.0 if _isnan(v.Ybeam) else v.Ybeam
         v.Fbeam, v.Sbeam, v.pivot = v.Xbeam, v.detsize_s - v.Ybeam, "beam"
     elif conv in ("MOSFLM", "DENZO"):
-        v.Xbeam = (v.detsize_s + ps) / 2.0 if _isnan(v.Xbeam) else v.Xbeam
-        v.Ybeam = (v.detsize_f + ps) / 2.0 if _isnan(v.Ybeam) else v.Ybeam
         shift = 0.5 * ps if conv == "MOSFLM" else 0.0 * ps
         v.Fbeam, v.Sbeam, v.pivot = v.Ybeam + shift, v.Xbeam + shift, "beam"
     else:

@@ -7,23 +7,22 @@ import numpy as np
 import torch
 
 from . import compat, rng, sfsource
-from .crystal import Crystal, cell_parameters, lattice_vectors
-from .engine import R_E_SQR, Flags
+from .engine import Flags
 from .errors import InputFileError, UsageError
-from .geometry.detector import Detector
 from .geometry.vectors import cross
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
 from .io.sources import fill_source_defaults
 from .io.stol import read_stol
+from .lattice import cell_parameters, lattice_vectors
+from .models import Beam, Crystal, Detector, Sample
+from .models.sample import AVOGADRO
 from .resolve import detector_and_beam, sampling
 from .settings import RTD
-from .simulator import Beam, Simulation, recommended_oversample
+from .simulator import Simulation, recommended_oversample
 from .sources import divergence_grid, source_directions
 
 logger = logging.getLogger(__package__)
-AVOGADRO = 6.02214179e23
-WATER_F, WATER_MW = 2.57, 18.0
 
 
 def pick_device(name):
@@ -115,8 +114,11 @@ def check_roi_and_mask(v):
                              f"but the detector is {v.fpixels}x{v.spixels}")
 
 
-def build(v, say):
-    """Resolve settings, print nanoBragg's set-up report and construct the Simulation."""
+def build(v, say, write_fdump=True):
+    """Resolve settings, print nanoBragg's set-up report and construct the Simulation.
+
+    write_fdump: write the structure factors read from -hkl to the dump file (the command line
+    does; the Python API only when asked)."""
     fdump_present, structure = resolve_inputs(v, say)
     sources = read_inputs(v)
     device = pick_device(v.device)  # an unusable device must fail before Fdump.bin is written
@@ -130,6 +132,8 @@ def build(v, say):
         grid, v.model_link = sfsource.grid(structure, v, say, sources[:3]) if structure else \
             (load_structure_factors(v, say, fdump_present), None)
         v.structure_factors = grid
+        if v.hklfile is not None and structure is None and write_fdump:
+            write_dump(v, grid, say)
     if grid is None or grid.count == 0:
         v.interpolate = 0
     umats = report_sampling(v, say, sources)
@@ -288,7 +292,8 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
                 weights=t(weights) if used else None,
                 polar_axis=tuple(v.polar_vector), kahn=v.polarization, nopolar=v.nopolar, fluence=v.fluence,
                 **spectrum)
-    i_bg = WATER_F ** 2 * R_E_SQR * v.fluence * v.water_size ** 3 * 1e6 * AVOGADRO / WATER_MW
+    sample = Sample(water_size=v.water_size)
+    i_bg = sample.background(v.fluence)
     flags = Flags(oversample_thick=v.oversample_thick, oversample_polar=v.oversample_polar,
                   oversample_omega=v.oversample_omega, nopolar=v.nopolar, kahn=v.polarization, dmin=v.dmin,
                   water_background=i_bg, fluence=v.fluence, steps=v.steps)
@@ -300,7 +305,7 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
         from .experiment import multi_panel_detector, rendered_panels
         det = multi_panel_detector(v, dtype, device)
         mask, roi = torch.as_tensor(rendered_panels(v), device=device), None
-    sim = Simulation(detector=det, crystal=crystal, beam=beam, flags=flags, roi=roi, mask=mask,
+    sim = Simulation(detector=det, crystal=crystal, beam=beam, sample=sample, flags=flags, roi=roi, mask=mask,
                      compat=v.compat)
     if not np.all(wavelengths > 0):
         sim.use_compile = False  # -compat c's sources at the origin: NaN indices, kept off the compiled gather
@@ -380,12 +385,16 @@ def load_structure_factors(v, say, fdump_present):
         say("initializing to default_F = %g:" % v.default_F)
         say("done initializing:")
     say("re-reading %s" % v.hklfile)
+    return grid
+
+
+def write_dump(v, grid, say):
+    """Keep the structure factors read from -hkl in the dump file (nanoBragg's Fdump.bin)."""
     try:
         hkl_io.write_fdump(v.dumpfile, grid)
         say("writing dump file for next time: %s" % v.dumpfile)
     except InputFileError:
         say("WARNING: unable to open dump file: %s" % v.dumpfile)
-    return grid
 
 
 def generated_sources(v, say):

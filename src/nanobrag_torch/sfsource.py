@@ -59,7 +59,8 @@ def load(v) -> Source | None:
         return None
     given = v.user_cell or v.matfile is not None or getattr(v, "expt_real", None) is not None
     if source.cell is None and not given:
-        raise InputFileError(f"{source.path}: the file has no unit cell; give -cell a b c alpha beta gamma or -mat FILE")
+        raise InputFileError(f"{source.path}: the file has no unit cell; "
+                             "give -cell a b c alpha beta gamma or -mat FILE")
     if not given:
         v.user_cell = True
         v.cell = [*source.cell[:3], *(math.radians(x) for x in source.cell[3:])]

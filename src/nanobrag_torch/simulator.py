@@ -7,13 +7,14 @@ import logging
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from .compat import check_mode
 from .engine import Flags, InterpolationState, _omega_per_pixel, render
 from .engine import render_pixels as engine_render_pixels
+from .models.sample import Sample
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
 DEFAULT_TERM_BUDGET = 1 << 20
@@ -48,69 +49,89 @@ def compile_available():
     return _COMPILED["ok"]
 
 
-@dataclass
-class Beam:
-    """Incident beam: source directions (unit vectors from sample to source), wavelengths (m)."""
-
-    source_dirs: torch.Tensor
-    wavelengths: torch.Tensor
-    weights: torch.Tensor = None  # None or equal weights: nanoBragg's plain average
-    polar_axis: object = (0.0, 0.0, 1.0)
-    kahn: object = 0.0
-    nopolar: bool = False
-    fluence: object = 1.25932015286227086e29
-    lambda0: object = None  # central wavelength (m) and fractional bandpass that the wavelengths
-    dispersion: object = 0.0  # were made from (used to make them differentiable)
-
-    @classmethod
-    def monochromatic(cls, wavelength_A=1.0, dispersion_pct=0.0, dispsteps=1, direction=(1.0, 0.0, 0.0),
-                      polar_axis=(0.0, 0.0, 1.0), kahn=0.0, nopolar=False, fluence=1.25932015286227086e29,
-                      dtype=torch.float64, device="cpu"):
-        """One beam direction (default MOSFLM's +x), optionally with nanoBragg's flat bandpass:
-        `dispsteps` wavelengths spread evenly over +/- dispersion_pct / 2 percent."""
-        lam0, disp = wavelength_A * 1e-10, dispersion_pct / 100.0
-        steps = max(int(dispsteps), 1) if disp > 0 else 1
-        step = disp / (steps - 1) if steps > 1 else 0.0
-        lams = [lam0 * (1.0 + step * i - disp / 2.0) for i in range(steps)] if steps > 1 else [lam0]
-        d = torch.as_tensor(direction, dtype=torch.float64)
-        dirs = (-d / torch.linalg.norm(d)).repeat(steps, 1)
-        t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)
-        return cls(source_dirs=t(dirs), wavelengths=t(lams), weights=None, polar_axis=tuple(polar_axis), kahn=kahn,
-                   nopolar=nopolar, fluence=fluence, lambda0=lam0, dispersion=disp if steps > 1 else 0.0)
-
-    def weight_factor(self):
-        if self.weights is None:
-            return None
-        w = self.weights
-        if not w.requires_grad and bool((w == w[0]).all()):
-            return None
-        return w * w.numel() / w.sum()
+def _pad(index, size):
+    if index.numel() == size:
+        return index
+    return torch.cat((index, index[-1:].expand(size - index.numel())))
 
 
-@dataclass
-class Simulation:
-    """A detector, a crystal and a beam, rendered in bounded pixel chunks.
+@dataclass(frozen=True)
+class RenderInputs:
+    """Everything one render reads, made once per render from the models (and the differentiable
+    parameters written into them): the functional `render_chunk` takes this and pixel indices.
 
-    `run()` gives the whole image (spixels, fpixels) in photons per pixel on the detector's
-    device and dtype; `roi_image` a rectangle; `render_pixels(slow, fast)` a list of pixels.
-    `flags` (oversampling rules, polarization, fluence, water background, the normalizing step
-    count) are made from the models when not given. Differentiable end to end."""
+    geo: the detector's rotated basis, pix0 and derived distances (metres), plus polar_axis;
+    incident: (sources, 3) unit vectors along the beam; wavelengths: (sources,) m; weight_factor:
+    (sources,) or None; rot: (phi steps, domains, 3, 3) real vectors (m) of every orientation;
+    first_rot: the true phi = 0 vectors while nanoBragg's phi = 0 reuse quirk applies, else None."""
 
     detector: object
     crystal: object
-    beam: Beam
-    flags: Flags = None  # None: made from the beam (fluence, polarization) and the sampling counts
-    roi: tuple = None  # (xmin, xmax, ymin, ymax) inclusive, like nanoBragg
-    mask: torch.Tensor = None  # (spixels, fpixels) bool, True = render
-    term_budget: int = DEFAULT_TERM_BUDGET
-    use_compile: object = None  # None: automatic (large runs without autograd); True/False force it
-    stats: dict = field(default_factory=dict)
-    # differentiable parameters (api.Parameters) written into the models before each render
-    parametrization: object = None
-    # -compat mode: "default" and "c" keep nanoBragg.c's numeric quirks, "fixed" renders without them
-    compat: str = "default"
+    flags: Flags
+    geo: dict
+    incident: torch.Tensor
+    wavelengths: torch.Tensor
+    weight_factor: object
+    rot: torch.Tensor
+    first_rot: object
 
-    def __post_init__(self):
+
+def render_chunk(inputs, slow, fast, state, diagnostics=False):
+    """Photons for the pixels (slow[i], fast[i]) on the eager engine: (values (n,), extras).
+
+    extras is the engine's diagnostics dict with diagnostics=True, else its small per-pixel
+    quantities (omega_pixel, the pixels' share of the solid-angle sum)."""
+    i = inputs
+    if diagnostics:
+        pos = i.detector.positions(i.geo, slow, fast)
+        return render(pos, i.geo, i.detector, i.incident, i.wavelengths, i.weight_factor, i.rot, i.crystal, i.flags,
+                      state, diagnostics=True)
+    return engine_render_pixels(slow, fast, i.geo, i.detector, i.incident, i.wavelengths, i.weight_factor, i.rot,
+                                i.crystal, i.flags, state)
+
+
+def _conversion(args, kwargs):
+    """(device, dtype) named by the arguments of Module.to (either may be None)."""
+    device = dtype = None
+    for x in (*args, *kwargs.values()):
+        if isinstance(x, torch.dtype):
+            dtype = x
+        elif isinstance(x, (str, torch.device)):
+            device = torch.device(x)
+        elif torch.is_tensor(x):
+            device, dtype = x.device, x.dtype
+    return device, dtype
+
+
+class Simulation(torch.nn.Module):
+    """A detector, a crystal and a beam, rendered in bounded pixel chunks (a torch.nn.Module).
+
+    `run()` (or calling the module) gives the whole image (spixels, fpixels) in photons per pixel
+    on the detector's device and dtype; `roi_image(x0, x1, y0, y1)` a rectangle;
+    `render_pixels(slow, fast)` a list of pixels. `flags` (oversampling rules, polarization,
+    fluence, water background, the normalizing step count) are made from the models when not
+    given. `nanobrag_torch.parameters(sim, name, ...)` registers the named quantities as
+    parameters of this module (`sim.named_parameters()`, `state_dict()`, optimizers);
+    `sim.to(device, dtype)` moves the models and the parameters. Differentiable end to end.
+
+    roi: (xmin, xmax, ymin, ymax) inclusive, like -roi; mask: (spixels, fpixels) bool, True =
+    render; term_budget: pixel x term evaluations per chunk (bounds memory); use_compile: None =
+    the compiled kernel for large runs without autograd, True/False force it; compat: "default"
+    and "c" keep nanoBragg.c's numeric quirks, "fixed" renders without them."""
+
+    def __init__(self, detector, crystal, beam, sample=None, flags=None, roi=None, mask=None,
+                 term_budget=DEFAULT_TERM_BUDGET, use_compile=None, compat="default"):
+        super().__init__()
+        self.detector, self.beam, self.flags = detector, beam, flags
+        self.sample = Sample() if sample is None else sample
+        self.crystal = crystal
+        self.roi, self.term_budget, self.use_compile = roi, term_budget, use_compile
+        self.register_buffer("mask", mask)
+        self.stats = {}
+        # differentiable parameters (differentiable.Parameters) written into the models before each render
+        self.parametrization = None
+        # -compat mode: "default" and "c" keep nanoBragg.c's numeric quirks, "fixed" renders without them
+        self.compat = compat
         check_mode(self.compat)
         if self.detector.oversample is None:
             self.detector.oversample = self._auto_oversample()
@@ -118,8 +139,28 @@ class Simulation:
             steps = (self.beam.wavelengths.numel() * self.crystal.domains * self.crystal.phisteps
                      * self.detector.oversample ** 2)
             self.flags = Flags(nopolar=self.beam.nopolar, kahn=self.beam.kahn, fluence=self.beam.fluence,
-                               steps=steps)
+                               water_background=self.sample.background(self.beam.fluence), steps=steps)
         self.crystal = self.crystal.to(self.detector.dtype, self.detector.device)
+
+    def forward(self):
+        """The whole image, as run()."""
+        return self.run()
+
+    def to(self, *args, **kwargs):
+        """Move the models and the parameters to a device and/or dtype (as torch.nn.Module.to)."""
+        device, dtype = _conversion(args, kwargs)
+        super().to(*args, **kwargs)
+        d = self.detector
+        d.dtype = dtype or d.dtype
+        d.device = device or d.device
+        self.crystal = self.crystal.to(d.dtype, d.device)
+        b = self.beam
+        for name in ("source_dirs", "wavelengths", "weights"):
+            value = getattr(b, name)
+            if torch.is_tensor(value):
+                setattr(b, name, value.to(dtype=d.dtype, device=d.device))
+        self._fused_cache = None
+        return self
 
     def _auto_oversample(self):
         """The command line's automatic -oversample for these models (crystal size vs pixel)."""
@@ -147,38 +188,38 @@ class Simulation:
         step's (the last phi step's) orientation for every term but the run's first one."""
         return check_mode(self.compat) != "fixed" and self.crystal.starts_at_phi_zero()
 
-    def new_state(self, prepared):
-        first = prepared[5] if self.phi_zero_quirk_active() else None
-        return InterpolationState(self.crystal.interpolate, first, c_rules=self.compat != "fixed")
+    def new_state(self, inputs):
+        """The run-long engine state (interpolation switch-off, phi = 0 quirk) at the start of a run."""
+        return InterpolationState(self.crystal.interpolate, inputs.first_rot, c_rules=self.compat != "fixed")
 
-    def _prepared(self):
+    def inputs(self):
+        """The frozen RenderInputs of the current models (parameters written in first)."""
         if self.parametrization is not None:
             self.parametrization.apply(self)
         geo = self.detector.geometry()
         t = self.detector.t
         geo["polar_axis"] = t(self.beam.polar_axis)
-        incident = -t(self.beam.source_dirs)
-        wl = t(self.beam.wavelengths)
         wf = self.beam.weight_factor()
-        wf = None if wf is None else t(wf)
         rot = self.crystal.rotated_vectors()
-        first = rot[0]
+        first = None
         if self.phi_zero_quirk_active():
-            rot = torch.cat((rot[-1:], rot[1:]))
-        return geo, incident, wl, wf, rot, first
+            first, rot = rot[0], torch.cat((rot[-1:], rot[1:]))
+        return RenderInputs(detector=self.detector, crystal=self.crystal, flags=self.flags, geo=geo,
+                            incident=-t(self.beam.source_dirs), wavelengths=t(self.beam.wavelengths),
+                            weight_factor=None if wf is None else t(wf), rot=rot, first_rot=first)
 
-    def render_pixels(self, slow, fast, state=None, prepared=None, diagnostics=False):
+    def render_pixels(self, slow, fast, state=None, inputs=None, diagnostics=False):
         """Values for explicit pixels (1-D index tensors), rendered in bounded chunks.
 
         With diagnostics=True also returns the engine's per-chunk intermediate quantities."""
-        prepared = prepared or self._prepared()
-        state = state or self.new_state(prepared)
-        values, diags, _ = self._render(slow, fast, state, prepared, diagnostics)
+        inputs = inputs or self.inputs()
+        state = state or self.new_state(inputs)
+        values, diags, _ = self._render(slow, fast, state, inputs, diagnostics)
         return (values, diags) if diagnostics else values
 
-    def _render(self, slow, fast, state, prepared, diagnostics, total=None):
+    def _render(self, slow, fast, state, inputs, diagnostics, total=None):
         """total: pixels of the whole run this call is part of (default: these)."""
-        geo, incident, wl, wf, rot, _ = prepared
+        geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         out, diags, omega_sum = [], [], 0.0
         # sized for the compiled kernel even while the phi = 0 first term is pending: only one
         # pixel goes through the eager path for it
@@ -192,7 +233,7 @@ class Simulation:
         for start, end in zip(bounds, ends):
             s, f = slow[start:end], fast[start:end]
             if diagnostics:
-                pos = self.detector.positions(geo, f, s)
+                pos = self.detector.positions(geo, s, f)
                 value, diag = render(pos, geo, self.detector, incident, wl, wf, rot, self.crystal, self.flags,
                                      state, diagnostics=True)
                 diags.append(diag)
@@ -200,9 +241,9 @@ class Simulation:
             else:
                 value = omega = None
                 if self._compile_ok(state):
-                    value, omega = self._render_fused(s, f, prepared, state, total or slow.numel())
+                    value, omega = self._render_fused(s, f, inputs, state, total or slow.numel())
                 if value is None:
-                    value, omega = self._render_eager(s, f, prepared, state)
+                    value, omega = self._render_eager(s, f, inputs, state)
             out.append(value)
             omegas.append(omega)
         if omegas:
@@ -210,9 +251,9 @@ class Simulation:
         values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
 
-    def _render_eager(self, slow, fast, prepared, state):
+    def _render_eager(self, slow, fast, inputs, state):
         """(values, omega shares) from the eager engine, in chunks of its own (smaller) size."""
-        geo, incident, wl, wf, rot, _ = prepared
+        geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         step = self.chunk_size()
         values, omegas = [], []
         for start in range(0, slow.numel(), step):
@@ -223,12 +264,12 @@ class Simulation:
             omegas.append(small["omega_pixel"].detach())
         return torch.cat(values), torch.cat(omegas)
 
-    def _render_fused(self, slow, fast, prepared, state, total):
+    def _render_fused(self, slow, fast, inputs, state, total):
         """(values, omega shares) from the compiled plain path, or (None, None) to render eagerly."""
         from .fused import NoCompiler
 
         try:
-            run = self._fused(prepared, slow, fast, state, total)
+            run = self._fused(inputs, slow, fast, state, total)
             if run is None:
                 return None, None
             value, omega = run(slow, fast)[:2]
@@ -249,37 +290,37 @@ class Simulation:
         self.stats["compiled_kernel"] = True
         return value, omega
 
-    def _fused(self, prepared, slow, fast, state, total):
+    def _fused(self, inputs, slow, fast, state, total):
         """The compiled kernel for this run with its per-run inputs bound, (slow, fast) -> outputs, or
         None when this run renders eagerly (see fused.kernel_for_run)."""
         cached = getattr(self, "_fused_cache", None)
-        if cached is not None and cached[0] is prepared:
+        if cached is not None and cached[0] is inputs:
             return cached[1]
         from .fused import Kernel, kernel_for_run, kernel_inputs
 
-        geo, incident, wl, wf, rot, _ = prepared
+        geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         kernel = Kernel(self.detector, self.crystal, self.flags, wf)
         if self.use_compile is True:
             run = kernel.load()
         else:
             run = kernel_for_run(kernel, total * self.terms_per_pixel(),
-                                 lambda: self._eager_seconds_per_term(slow, fast, prepared, state))
+                                 lambda: self._eager_seconds_per_term(slow, fast, inputs, state))
         if run is not None:
             index = torch.zeros(1, dtype=torch.long, device=self.detector.device)
             rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal,
                                  self.flags)[2:]
             run = (lambda kernel_run: lambda slow, fast: kernel_run([slow, fast] + rest))(run)
-        self._fused_cache = (prepared, run)
+        self._fused_cache = (inputs, run)
         return run
 
-    def _eager_seconds_per_term(self, slow, fast, prepared, state):
+    def _eager_seconds_per_term(self, slow, fast, inputs, state):
         """The eager engine's time per pixel x term on an idle machine, measured on a few of these
         pixels: CPU seconds over its threads (a busy machine's wall clock would overstate it)."""
         from .fused import cpu_seconds
 
         count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
         start = cpu_seconds()
-        self._render_eager(slow[:count], fast[:count], prepared, state)
+        self._render_eager(slow[:count], fast[:count], inputs, state)
         cpu = cpu_seconds() - start
         return cpu / max(1, torch.get_num_threads()) / (count * self.terms_per_pixel())
 
@@ -315,8 +356,8 @@ class Simulation:
         xmin, xmax, ymin, ymax = self.roi or (0, d.fpixels, 0, d.spixels)
         rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=dev)
         cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=dev)
-        prepared = self._prepared()
-        state = self.new_state(prepared)
+        inputs = self.inputs()
+        state = self.new_state(inputs)
         image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
         chunk = self.chunk_size(fused=self._compile_ok(state, pending_ok=True))
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))
@@ -332,7 +373,7 @@ class Simulation:
             if self.mask is not None:
                 keep = self.mask[slow, fast]
                 slow, fast = slow[keep], fast[keep]
-            values, _, chunk_omega = self._render(slow, fast, state, prepared, False, total)
+            values, _, chunk_omega = self._render(slow, fast, state, inputs, False, total)
             omega_sum += chunk_omega
             if values.requires_grad:
                 pieces.append((slow * d.fpixels + fast, values))

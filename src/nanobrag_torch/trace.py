@@ -26,9 +26,9 @@ def run_order(sim):
     return slow, fast
 
 
-def _state_before(sim, slow, fast, index, prepared):
+def _state_before(sim, slow, fast, index, inputs):
     """Engine state as the run had it just before rendering pixel number `index` of the run order."""
-    state = sim.new_state(prepared)
+    state = sim.new_state(inputs)
     if index <= 0:
         return state
     stats = sim.stats
@@ -39,15 +39,15 @@ def _state_before(sim, slow, fast, index, prepared):
         return state
     # order-dependent (interpolation switch-off, dmin skips): replay what came before
     with torch.no_grad():
-        sim.render_pixels(slow[:index], fast[:index], state, prepared)
+        sim.render_pixels(slow[:index], fast[:index], state, inputs)
     return state
 
 
-def _render(sim, slow, fast, state, prepared):
+def _render(sim, slow, fast, state, inputs):
     """Values and the (single-chunk) diagnostics for a few pixels, without gradients."""
     with torch.no_grad():
-        values, diags = sim.render_pixels(slow, fast, state, prepared, diagnostics=True)
-        pos = sim.detector.positions(prepared[0], fast, slow)
+        values, diags = sim.render_pixels(slow, fast, state, inputs, diagnostics=True)
+        pos = sim.detector.positions(inputs.geo, slow, fast)
     if len(diags) != 1:
         raise RuntimeError("trace: expected a single render chunk")
     return values, diags[0], pos
@@ -102,7 +102,7 @@ def _terms(sim, dg, wf):
     return skip, torch.where(skip, torch.zeros_like(term), term)
 
 
-def _printout_values(sim, dg, prepared, carried):
+def _printout_values(sim, dg, inputs, carried):
     """Per-pixel values nanoBragg prints: each variable holds the last value it was given."""
     n = dg["intensity"].shape[0]
     flat = lambda x: x.reshape(n, -1)
@@ -112,7 +112,7 @@ def _printout_values(sim, dg, prepared, carried):
     src_ok = flat(ok)
     # hkl and F_latt: last term past the dmin cut; F_cell: last term not skipped
     li, has_latt = _last_true(flat(ok[..., None, None].expand_as(dg["h"])))
-    ci, has_cell = _last_true(flat(~_terms(sim, dg, prepared[3])[0]))
+    ci, has_cell = _last_true(flat(~_terms(sim, dg, inputs.weight_factor)[0]))
     out = {}
     for key, i, has in (("h", li, has_latt), ("k", li, has_latt), ("l", li, has_latt),
                         ("f_latt", li, has_latt), ("f_cell", ci, has_cell)):
@@ -123,7 +123,7 @@ def _printout_values(sim, dg, prepared, carried):
         polar = np.ones(n)
     elif fl.oversample_polar:  # recomputed for every source past the cut: the last one stays
         kahn = torch.as_tensor(fl.kahn, dtype=stol.dtype, device=stol.device)
-        polar = pick(polarization_factor(kahn, *_per_source_vectors(dg, prepared)), _last_true(src_ok)[0])
+        polar = pick(polarization_factor(kahn, *_per_source_vectors(dg, inputs)), _last_true(src_ok)[0])
     else:
         polar = _np(dg["polar"])
     if not fl.nopolar:
@@ -135,14 +135,14 @@ def _printout_values(sim, dg, prepared, carried):
     return out
 
 
-def _printout_lines(sim, v, image32, slow, fast, state, prepared, carried):
-    _, dg, pos = _render(sim, slow, fast, state, prepared)
-    val = _printout_values(sim, dg, prepared, carried)
+def _printout_lines(sim, v, image32, slow, fast, state, inputs, carried):
+    _, dg, pos = _render(sim, slow, fast, state, inputs)
+    val = _printout_values(sim, dg, inputs, carried)
     h, k, l = val["h"], val["k"], val["l"]
     p = _np(pos[:, -1, -1])  # last sub-pixel of the last layer
     twotheta = np.arctan2(np.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2), p[:, 0])
     test = np.sin(twotheta / 2.0) / (v.lambda0 * 1e10)
-    cell = _np(_last_cell(sim, prepared[4])) * 1e10
+    cell = _np(_last_cell(sim, inputs.rot)) * 1e10
     tail = ["real-space cell vectors (Angstrom):", "     %-10s  %-10s  %-10s" % ("a", "b", "c")]
     tail += ["%s: %11.8f %11.8f %11.8f" % (axis, cell[0, j], cell[1, j], cell[2, j]) for j, axis in enumerate("XYZ")]
     s_np, f_np = slow.cpu().numpy(), fast.cpu().numpy()
@@ -162,33 +162,33 @@ def _printout_lines(sim, v, image32, slow, fast, state, prepared, carried):
     return lines
 
 
-def _per_source_vectors(dg, prepared):
+def _per_source_vectors(dg, inputs):
     """(incident, diffracted, polar axis) broadcast to every (pixel, layer, sub-pixel, source)."""
-    incident = prepared[1]
+    incident = inputs.incident
     d = dg["diffracted"].unsqueeze(-2)
     shape = torch.broadcast_shapes(d.shape, incident.shape)
-    return incident.expand(shape), d.expand(shape), prepared[0]["polar_axis"]
+    return incident.expand(shape), d.expand(shape), inputs.geo["polar_axis"]
 
 
 def printout(sim, v, image32, say):
     """nanoBragg's -printout block for the chosen pixel, or for every rendered pixel when
     printout_fpixel < 0 (as nanoBragg does)."""
     slow, fast = run_order(sim)
-    prepared = sim._prepared()
+    inputs = sim.inputs()
     carried = dict(h=0.0, k=0.0, l=0.0, f_latt=0.0, f_cell=0.0)  # never set yet: C prints garbage
     if v.printout_fpixel >= 0:
         hit = torch.nonzero((fast == v.printout_fpixel) & (slow == v.printout_spixel))
         if hit.numel() == 0:
             return  # nanoBragg only prints pixels it renders
         i = int(hit[0])
-        state = _state_before(sim, slow, fast, i, prepared)
-        say("\n".join(_printout_lines(sim, v, image32, slow[i:i + 1], fast[i:i + 1], state, prepared, carried)))
+        state = _state_before(sim, slow, fast, i, inputs)
+        say("\n".join(_printout_lines(sim, v, image32, slow[i:i + 1], fast[i:i + 1], state, inputs, carried)))
         return
-    state = sim.new_state(prepared)
+    state = sim.new_state(inputs)
     step = sim.chunk_size()
     for start in range(0, slow.numel(), step):
         s, f = slow[start:start + step], fast[start:start + step]
-        say("\n".join(_printout_lines(sim, v, image32, s, f, state, prepared, carried)))
+        say("\n".join(_printout_lines(sim, v, image32, s, f, state, inputs, carried)))
 
 
 def _fmt(x):
@@ -213,16 +213,16 @@ def trace_lines(sim, slow, fast, prefix="TRACE_PY"):
     if not (0 <= slow < d.spixels and 0 <= fast < d.fpixels):
         raise UsageError(f"-trace_pixel {slow} {fast}: outside the {d.fpixels}x{d.spixels} detector")
     out = _Lines(prefix)
-    prepared = sim._prepared()
+    inputs = sim.inputs()
     order_s, order_f = run_order(sim)
     hit = torch.nonzero((order_s == slow) & (order_f == fast))
     if hit.numel() == 0:
         out.append(f"{prefix}_NOTE pixel is outside the ROI/mask: the image keeps 0 there")
-    state = _state_before(sim, order_s, order_f, int(hit[0]) if hit.numel() else 0, prepared)
+    state = _state_before(sim, order_s, order_f, int(hit[0]) if hit.numel() else 0, inputs)
     value, dg, pos = _render(sim, torch.tensor([slow], device=d.device), torch.tensor([fast], device=d.device),
-                             state, prepared)
-    _trace_setup(out, prepared, slow, fast)
-    _trace_terms(out, sim, prepared, dg, pos)
+                             state, inputs)
+    _trace_setup(out, inputs, slow, fast)
+    _trace_terms(out, sim, inputs, dg, pos)
     fl = sim.flags
     omega, capture = _np(dg["omega"][0]), _np(dg["capture"][0])
     out.put("I_before_scaling", _np(dg["intensity"])[0])
@@ -237,8 +237,8 @@ def trace_lines(sim, slow, fast, prefix="TRACE_PY"):
     return list(out)
 
 
-def _trace_setup(out, prepared, slow, fast):
-    geo, rot = prepared[0], prepared[4]
+def _trace_setup(out, inputs, slow, fast):
+    geo, rot = inputs.geo, inputs.rot
     for key in ("fdet", "sdet", "odet", "beam", "pix0"):
         out.put(key, *_np(geo[key]))
     for key in ("distance", "close_distance", "Fbeam", "Sbeam", "Fclose", "Sclose"):
@@ -253,9 +253,9 @@ def _trace_setup(out, prepared, slow, fast):
                 out.put(f"phi[{p}].mosaic[{m}].{axis}", *real[p, m, j])
 
 
-def _trace_terms(out, sim, prepared, dg, pos):
+def _trace_terms(out, sim, inputs, dg, pos):
     """Per sub-pixel, source, phi step and mosaic domain, in nanoBragg's loop order."""
-    geo, incident, wl, wf = prepared[:4]
+    geo, incident, wl, wf = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor
     fl, cr, o = sim.flags, sim.crystal, sim.detector.oversample
     diffracted = dg["diffracted"].unsqueeze(-2)
     q = (diffracted - incident) / wl.unsqueeze(-1)  # (1, T, S, N, 3), as the engine forms it

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .vectors import dot, rotate_axis
+from ..geometry.vectors import dot, rotate_axis
 
 
 @dataclass
@@ -146,7 +146,7 @@ class PanelDetector:
             return torch.zeros(self.n_panels, dtype=self.dtype, device=self.device)
         return self.t(self.thickness) / (self.thicksteps - 1)
 
-    def positions(self, geo, fast, slow):
+    def positions(self, geo, slow, fast):
         """Sub-pixel positions (n, layers, O*O, 3) for stacked pixels (slow[i], fast[i]), with the
         same arithmetic as a single panel's so that each panel matches its one-panel run exactly."""
         p = self.panel_index(slow)

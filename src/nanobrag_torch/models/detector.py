@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .conventions import CONVENTIONS
-from .vectors import dot, rotate_axis, rotate_xyz
+from ..geometry.conventions import CONVENTIONS, default_beam_centre
+from ..geometry.vectors import dot, rotate_axis, rotate_xyz
 
 DBL_MIN = 2.2250738585072014e-308
 
@@ -65,7 +65,7 @@ class Detector:
         spixels = spixels or fpixels
         ps = pixel_mm * 1e-3
         if beam_mm is None:
-            xbeam, ybeam = (spixels * ps + ps) / 2.0, (fpixels * ps + ps) / 2.0
+            xbeam, ybeam = default_beam_centre("MOSFLM", ps * fpixels, ps * spixels, ps)
         else:
             xbeam, ybeam = beam_mm[0] * 1e-3, beam_mm[1] * 1e-3
         thick = thickness_um * 1e-6
@@ -130,7 +130,7 @@ class Detector:
     def layer_offsets(self):
         return torch.arange(self.thicksteps, device=self.device, dtype=self.dtype) * self.t(self.thickstep)
 
-    def positions(self, geo, fast, slow):
+    def positions(self, geo, slow, fast):
         """Sub-pixel positions for pixels (slow[i], fast[i]): shape (n, layers, O*O, 3).
 
         Sub-pixel order is slow-major (subS, subF) as nanoBragg loops."""

@@ -191,7 +191,7 @@ def test_kernel_key_names_the_cpu(inputs, monkeypatch):
 
 def _family(args):
     sim = nb.from_args(args)
-    geo, incident, wl, wf, rot, _ = sim._prepared()
+    wf = sim.inputs().weight_factor
     return fused.PixelKernel(sim.detector, sim.crystal, sim.flags, wf is not None).key(sim.detector.dtype)
 
 

@@ -70,7 +70,7 @@ def test_no_compiler_renders_eagerly_with_one_note(folder):
 
 def _kernel():
     sim = nb.from_args(ARGS)
-    geo, incident, wl, wf, rot, _ = sim._prepared()
+    wf = sim.inputs().weight_factor
     return fused.Kernel(sim.detector, sim.crystal, sim.flags, wf)
 
 

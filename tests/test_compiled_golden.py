@@ -16,11 +16,11 @@ def forced_compiled_path(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NANOBRAGG_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "inductor"))
     monkeypatch.setitem(simulator._COMPILED, "ok", True)
-    monkeypatch.setattr(simulator, "COMPILE_MIN_WORK", 0)
     paths = []
     original = simulator.Simulation.run
 
     def run(self, *args, **kwargs):
+        self.use_compile = True  # the compiled kernel whatever the run's size
         image = original(self, *args, **kwargs)
         paths.append(self.stats["compiled_kernel"])
         return image

@@ -20,6 +20,11 @@ R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2)
 
 @dataclass
 class Flags:
+    """The per-run switches and scale of the engine: -oversample_thick/polar/omega, polarization
+    (nopolar, Kahn factor), dmin (m), water background I_bg (photons before the final scale),
+    fluence (photons/m^2) and `steps`, the count nanoBragg divides by (sources x mosaic domains x
+    phi steps x oversample^2)."""
+
     oversample_thick: bool = False
     oversample_polar: bool = False
     oversample_omega: bool = False

@@ -65,3 +65,15 @@ def golden_case(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
         return case
     return prepare
+
+
+def cli_in(folder, argv: list, capsys) -> tuple:
+    """Run the command line in-process inside `folder`; (exit status, captured stdout/stderr)."""
+    from nanobrag_torch import cli
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        status = cli.main(argv)
+    finally:
+        os.chdir(old)
+    return status, capsys.readouterr()

@@ -12,6 +12,8 @@ import pytest
 from nanobrag_torch import cli
 from nanobrag_torch.simulator import Simulation
 
+from conftest import cli_in
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 OUTPUTS = ["-floatfile", "f.bin", "-intfile", "i.img", "-noisefile", "n.img", "-pgmfile", "p.pgm"]
 CELL = ["-cell", "50", "50", "50", "90", "90", "90"]
@@ -148,13 +150,8 @@ def listing(folder):
 
 
 def run_in(folder, argv, capsys):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        status = cli.main(argv)
-    finally:
-        os.chdir(old)
-    return status, capsys.readouterr().err
+    status, captured = cli_in(folder, argv, capsys)
+    return status, captured.err
 
 
 def check_message(err, needles):

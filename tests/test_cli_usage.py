@@ -1,5 +1,4 @@
 """A command line that explains itself: usage text, version, multi-value options, size errors."""
-import os
 import subprocess
 import sys
 
@@ -8,19 +7,14 @@ import pytest
 from nanobrag_torch import cli
 from nanobrag_torch.options import MULTI, OPTIONS
 
+from conftest import cli_in
+
 BASE = ["-default_F", "10", "-detpixels", "8", "-noprogress", "-nonoise", "-nopgm", "-floatfile", "f.bin",
         "-intfile", "i.img"]
 CELL = ["-cell", "50", "50", "50", "90", "90", "90"]
 
 
-def _main(folder, argv, capsys):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        status = cli.main(argv)
-    finally:
-        os.chdir(old)
-    return status, capsys.readouterr()
+_main = cli_in
 
 
 def test_multi_value_table_is_complete():

@@ -16,6 +16,8 @@ import nanobrag_torch.api as nb
 from nanobrag_torch import cli, compat
 from nanobrag_torch.io import hkl as hkl_io
 
+from conftest import cli_in
+
 _GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "golden"))
 SUITE = Path(os.environ.get("NB_GOLDEN_COMPAT_DIR", _GOLDEN.parent / "golden_compat"))
 MISSING = f"-compat golden suite not found at {SUITE} (set NB_GOLDEN_COMPAT_DIR)"
@@ -68,13 +70,7 @@ def test_golden_compat_case(case, tmp_path, monkeypatch):
 
 
 def _main(folder, argv, capsys):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        status = cli.main(argv)
-    finally:
-        os.chdir(old)
-    captured = capsys.readouterr()
+    status, captured = cli_in(folder, argv, capsys)
     return status, captured.err
 
 

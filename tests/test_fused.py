@@ -43,6 +43,8 @@ def private_kernel_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NANOBRAGG_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "inductor"))
     monkeypatch.setitem(simulator._COMPILED, "ok", True)
+    # kernels loaded earlier in this process (other test files) must not stand in for this cache's builds
+    monkeypatch.setattr(fused, "_LOADED", {})
 
 
 @pytest.fixture

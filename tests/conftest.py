@@ -67,13 +67,17 @@ def golden_case(tmp_path, monkeypatch):
     return prepare
 
 
-def cli_in(folder, argv: list, capsys) -> tuple:
-    """Run the command line in-process inside `folder`; (exit status, captured stdout/stderr)."""
-    from nanobrag_torch import cli
+def call_in(folder, func, *args):
+    """func(*args) with `folder` as the working directory, restored afterwards."""
     old = os.getcwd()
     os.chdir(folder)
     try:
-        status = cli.main(argv)
+        return func(*args)
     finally:
         os.chdir(old)
-    return status, capsys.readouterr()
+
+
+def cli_in(folder, argv: list, capsys) -> tuple:
+    """Run the command line in-process inside `folder`; (exit status, captured stdout/stderr)."""
+    from nanobrag_torch import cli
+    return call_in(folder, cli.main, argv), capsys.readouterr()

@@ -10,6 +10,8 @@ from nanobrag_torch import cli
 from nanobrag_torch.errors import InputFileError
 from nanobrag_torch.io.atomic import atomic_open, atomic_write_bytes
 
+from conftest import call_in
+
 TINY_RUN = ["-cell", "50", "50", "50", "90", "90", "90", "-default_F", "10", "-detpixels", "8", "-noprogress",
             "-nonoise", "-nopgm"]
 FLOAT_BYTES = 8 * 8 * 4
@@ -98,12 +100,7 @@ def test_failed_write_leaves_the_old_file(tmp_path):
 
 
 def _run(folder, argv):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        return cli.main(argv)
-    finally:
-        os.chdir(old)
+    return call_in(folder, cli.main, argv)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")

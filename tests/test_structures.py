@@ -14,6 +14,8 @@ import nanobrag_torch as nb
 from nanobrag_torch import cli, hkltool
 from nanobrag_torch.structure import AtomicModel, reflections_within, structure_factors
 
+from conftest import call_in
+
 CELL = (31.0, 36.0, 42.0, 90.0, 90.0, 90.0)
 SPACEGROUP = "P 43 21 2"
 TETRAGONAL = (33.0, 33.0, 42.0, 90.0, 90.0, 90.0)
@@ -170,12 +172,7 @@ def read_p1(path):
 
 
 def run_cli(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return cli.main(args)
-    finally:
-        os.chdir(old)
+    return call_in(cwd, cli.main, args)
 
 
 def test_mtz_expands_to_p1_and_renders_like_hkl(tmp_path):
@@ -298,12 +295,7 @@ def test_bad_input_one_line_exit_1_no_files(tmp_path, capsys, args, tool_args, n
 
 
 def run_cli_tool(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return hkltool.main(args)
-    finally:
-        os.chdir(old)
+    return call_in(cwd, hkltool.main, args)
 
 
 def test_hkl_tool_usage_errors(tmp_path, capsys):

@@ -125,3 +125,11 @@ def test_spectra_from_a_file(work, capsys):
     assert wl[0].mean() < wl[1].mean()  # shot 2's spectrum leans to the long side
     assert cli.main(BASE + ["-stills", "3", "-shots", "shots.toml", "-smv", "x"]) == 1  # no spectrum for shot 3
     assert "no spectrum for shot 3" in capsys.readouterr().err and not list(work.glob("x*"))
+
+
+def test_counts_written_as_whole_floats_are_read_as_atoi_does(work):
+    """-stills 2.0 / -frame 1.0 pass option validation (C's atoi reads them as 2 and 1), so the
+    dataset code must read them the same way instead of failing with an internal error."""
+    run(BASE + ["-stills", "2.0", "-frame", "1.0", "-nonoise", "-floatfile", "a.bin"])
+    run(BASE + ["-stills", "2", "-frame", "1", "-nonoise", "-floatfile", "b.bin"])
+    assert (work / "a.bin").read_bytes() == (work / "b.bin").read_bytes()

@@ -17,7 +17,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 
-from ..cnum import atof
+from ..cnum import atof, atoi
 from ..errors import UsageError
 from ..options import OPTIONS, validate
 from ..settings import RTD
@@ -58,7 +58,7 @@ def make_plan(base, opts, say=lambda text: None) -> FramePlan:
 
     v = load_settings(base, say)
     kind = "rotation" if "frames" in opts else "stills"
-    count = int((opts.get("frames") or opts.get("stills"))[0])
+    count = atoi((opts.get("frames") or opts.get("stills"))[0])
     phi = _last_value(base, "-phi")
     osc = _last_value(base, "-osc")
     if osc is None:
@@ -82,12 +82,12 @@ def check_options(opts) -> None:
     if "frames" not in opts and "stills" not in opts:
         used = next(name for name in DATASET_OPTIONS if name in opts)
         raise UsageError(f"option -{used}: needs -frames N (a rotation series) or -stills N (serial stills)")
-    count = int((opts.get("frames") or opts.get("stills"))[0])
+    count = atoi((opts.get("frames") or opts.get("stills"))[0])
     if count < 1:
         raise UsageError(f"option -{'frames' if 'frames' in opts else 'stills'}: at least one frame, got {count}")
     if "shots" in opts and "stills" not in opts:
         raise UsageError("option -shots: per-shot variation needs -stills N")
-    if "frame" in opts and not 0 <= int(opts["frame"][0]) < count:
+    if "frame" in opts and not 0 <= atoi(opts["frame"][0]) < count:
         raise UsageError(f"option -frame: {opts['frame'][0]} is outside the series (0..{count - 1})")
     if "resume" in opts and "overwrite" in opts:
         raise UsageError("options -resume and -overwrite: give one of them")
@@ -111,7 +111,7 @@ def run(argv, out=None) -> int:
     if "frame" in opts:
         from ..cli import run as single_run
         with tempfile.TemporaryDirectory(prefix="nanobragg-frame-") as folder:
-            return single_run(base + plan.frame_args(plan.frame(int(opts["frame"][0])), folder), out)
+            return single_run(base + plan.frame_args(plan.frame(atoi(opts["frame"][0])), folder), out)
     _one_panel_only(base)
     if "export_c" in opts:
         from .export import export_c

@@ -11,6 +11,7 @@ import logging
 import os
 from contextlib import contextmanager
 
+from ..cnum import atoi
 from ..errors import NanoBraggError, UsageError
 
 CONNECT_TIMEOUT_S = 30
@@ -38,7 +39,7 @@ def cluster_client(opts, job, say):
         except (OSError, TimeoutError) as exc:
             raise UsageError(f"option -scheduler: no Dask scheduler answers at {address} ({exc})") from None
     else:
-        cluster = LocalCluster(n_workers=int(opts["workers"][0]), threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=atoi(opts["workers"][0]), threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": str(job.nthreads)})
         client = Client(cluster, set_as_default=False)

@@ -32,6 +32,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from ..cnum import atoi
 from ..errors import UsageError
 from .plan import FramePlan
 
@@ -205,7 +206,7 @@ def make_job(base, plan: FramePlan, argv, opts, sinks) -> Job:
         base = ["-misset_seed", str(plan.misset_seed)] + base
     nthreads = _option_value(base, "-nthreads")
     if nthreads is None and "workers" in opts:
-        nthreads = max(1, len(os.sched_getaffinity(0)) // int(opts["workers"][0]))
+        nthreads = max(1, len(os.sched_getaffinity(0)) // atoi(opts["workers"][0]))
     command = frames_command(argv)
     token = hashlib.sha1(repr((command, uuid.uuid4().hex)).encode()).hexdigest()[:12]
     return Job(tuple(base), plan, tuple(command), os.getcwd(), tuple(outputs), nthreads, token)
@@ -217,7 +218,7 @@ def _random_misset(args) -> bool:
 
 def _option_value(args, option):
     values = [args[i + 1] for i, tok in enumerate(args[:-1]) if tok == option]
-    return int(values[-1]) if values else None
+    return atoi(values[-1]) if values else None
 
 
 def render_distributed(base, plan: FramePlan, sinks, opts, argv, say) -> int:

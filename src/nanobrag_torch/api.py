@@ -8,6 +8,7 @@
 Models: `Detector.mosflm(...)`, `Crystal.from_cell(...)` / `Crystal.from_matrix(...)`,
 `Beam.monochromatic(...)`, then `Simulation(detector, crystal, beam)`.
 """
+import dataclasses
 import shlex
 
 import torch
@@ -44,15 +45,15 @@ def from_args(args, device=None, dtype=None, write_fdump=False):
     if dtype is not None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be float32 or float64, not {dtype!r}")
-        v.dtype = _DTYPES[dtype]
+        v = dataclasses.replace(v, dtype=_DTYPES[dtype])
     if device is not None:
-        v.device = str(device)
+        v = dataclasses.replace(v, device=str(device))
     sim = setup.build(v, _quiet, write_fdump=write_fdump)
+    v = sim.settings
     if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
         raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "
                              f"but the detector is {v.fpixels}x{v.spixels}")
     _attach_lattice_definition(sim.crystal, v)
-    sim.settings = v
     return sim
 
 

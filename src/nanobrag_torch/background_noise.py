@@ -20,34 +20,35 @@ DETECTOR_OPTIONS = ("psf", "psf_fwhm", "psf_radius", "readout_noise", "flicker",
                     "gain")
 
 
-def parse_options(v, argv):
-    """Read the options into v.background (dict or None), v.detector_model (or None), v.calib_seed."""
+def with_options(v, argv):
+    """The settings `v` with the options read into background (dict or None), detector_model
+    (or None) and calib_seed (a new object: settings are frozen)."""
     seen = {}
     for i, tok in enumerate(argv[:-1]):
         if tok.startswith("-") and tok[1:] in BACKGROUND_OPTIONS + DETECTOR_OPTIONS:
             seen[tok[1:]] = argv[i + 1]
-    v.background = None
+    background = None
     if "background" in seen:
-        v.background = dict(stol=seen["background"], thick=atof(seen.get("background_thick", "0.1")) / 1000.0,
-                            density=atof(seen.get("background_density", "1")) * 1e6,
-                            MW=atof(seen.get("background_MW", "18")))
-        if not (v.background["thick"] > 0 and v.background["density"] > 0 and v.background["MW"] > 0):
+        background = dict(stol=seen["background"], thick=atof(seen.get("background_thick", "0.1")) / 1000.0,
+                          density=atof(seen.get("background_density", "1")) * 1e6,
+                          MW=atof(seen.get("background_MW", "18")))
+        if not (background["thick"] > 0 and background["density"] > 0 and background["MW"] > 0):
             raise UsageError("options -background_thick, -background_density, -background_MW: must be positive")
     elif any(k in seen for k in BACKGROUND_OPTIONS):
         raise UsageError("option -background FILE.stol is needed by -background_thick/-density/-MW")
-    v.detector_model, v.calib_seed = None, -atoi(seen["calib_seed"]) if "calib_seed" in seen else 123456789
+    model, calib_seed = None, -atoi(seen["calib_seed"]) if "calib_seed" in seen else 123456789
     if any(k in seen for k in DETECTOR_OPTIONS):
         psf = seen.get("psf")
         if psf is not None and psf not in ("gauss", "fiber"):
             raise UsageError(f"option -psf: expected gauss or fiber, got '{psf}'")
         fwhm_m = atof(seen.get("psf_fwhm", "46")) * 1e-6
-        v.detector_model = detector_model.DetectorModel(
+        model = detector_model.DetectorModel(
             gain=atof(seen.get("gain", "1")), adc_offset=v.adc_offset,
             readout_noise=atof(seen.get("readout_noise", "0")),
             flicker=atof(seen.get("flicker", "0")), calibration=atof(seen.get("calibration", "0.03")),
             psf=psf if fwhm_m > 0 else None, psf_fwhm_px=fwhm_m / v.pixel_size,
             psf_radius=atoi(seen.get("psf_radius", "0")))
-    return v
+    return dataclasses.replace(v, background=background, detector_model=model, calib_seed=calib_seed)
 
 
 def background_image(v, sim, say=None):

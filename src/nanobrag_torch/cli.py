@@ -2,6 +2,7 @@
 
 The process-wide tuning that helps a command-line run (garbage collector, malloc) is done by
 `entry()`, the console script, never on import: a library must not change its host program."""
+import dataclasses
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from .companion import check_output_names, console_entry
 from .errors import NanoBraggError
 from .io.smv import read_smv
 from .options import HELP, VERSION, validate
-from .settings import apply_header, input_images, parse, size_options
+from .settings import Settings, apply_header, input_images, parse, size_options
 
 
 class Progress:
@@ -50,7 +51,9 @@ def check_outputs(v):
                        + ([("-noisefile", v.noisefile)] if v.calculate_noise else []))
 
 
-def load_settings(argv, say):
+def load_settings(argv: list[str], say) -> Settings:
+    """The frozen Settings of a command line: options validated, -img/-mask headers and an -expt
+    file read, the background/detector-model options, and the clock's seed where none was given."""
     seen = validate(argv)
     img, mask = input_images(argv)
     loaded = {}
@@ -72,18 +75,15 @@ def load_settings(argv, say):
             apply_experiment(v, loaded["expt"])
 
     v = parse(argv, preload)
-    background_noise.parse_options(v, argv)
-    v.size_options = size_options(argv)
-    v.mask_image = None
+    mask_image = None
     if "mask" in loaded:
         m = loaded["mask"]
-        v.mask_image = np.asarray(m.data).reshape(m.height, m.width)
+        mask_image = np.asarray(m.data).reshape(m.height, m.width)
     clock_seed = -int(time.time())
-    if v.seed is None:
-        v.seed = clock_seed
-    if v.misset_seed is None:
-        v.misset_seed = clock_seed
-    return v
+    return dataclasses.replace(
+        background_noise.with_options(v, argv), size_options=tuple(size_options(argv)), mask_image=mask_image,
+        seed=clock_seed if v.seed is None else v.seed,
+        misset_seed=clock_seed if v.misset_seed is None else v.misset_seed)
 
 
 def run(argv, out=None):
@@ -101,6 +101,7 @@ def run(argv, out=None):
     v = load_settings(argv, say)
     check_outputs(v)
     sim = setup.build(v, say)  # checks the mask size too
+    v = sim.settings  # the resolved settings
     if v.expt is not None and v.expt.images > 1:
         logging.getLogger(__package__).info(
             f"{v.exptfile}: its scan has {v.expt.images} images; this run simulates the first "

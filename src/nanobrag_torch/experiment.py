@@ -149,7 +149,7 @@ def rendered_panels(v):
 
 def panel_header_fields(v, det):
     """Each panel's SMV header: its own distance, beam centre, near point and DIALS origin."""
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from .outputs import header_fields
 
@@ -158,14 +158,12 @@ def panel_header_fields(v, det):
     for i in range(det.n_panels):
         g = {k: geo[k][i].detach().cpu().tolist() for k in ("pix0", "distance", "close_distance", "Fbeam", "Sbeam",
                                                           "Fclose", "Sclose", "panel_pixel_size")}
-        p = SimpleNamespace(**vars(v))
-        p.pixel_size = g["panel_pixel_size"]
-        p.distance, p.close_distance = g["distance"], g["close_distance"]
-        p.Fbeam, p.Sbeam, p.Xbeam, p.Ybeam = g["Fbeam"], g["Sbeam"], g["Fbeam"], g["Sbeam"]
-        p.ORGX, p.ORGY = g["Fclose"] / p.pixel_size + 0.5, g["Sclose"] / p.pixel_size + 0.5
-        p.dials_origin = tuple(1000.0 * c for c in (g["pix0"][2], g["pix0"][1], -g["pix0"][0]))
-        p.detsize_s = p.pixel_size * v.spixels
-        out.append(header_fields(p))
+        ps = g["panel_pixel_size"]
+        out.append(header_fields(replace(
+            v, pixel_size=ps, distance=g["distance"], close_distance=g["close_distance"], Fbeam=g["Fbeam"],
+            Sbeam=g["Sbeam"], Xbeam=g["Fbeam"], Ybeam=g["Sbeam"], ORGX=g["Fclose"] / ps + 0.5,
+            ORGY=g["Sclose"] / ps + 0.5, detsize_s=ps * v.spixels,
+            dials_origin=tuple(1000.0 * c for c in (g["pix0"][2], g["pix0"][1], -g["pix0"][0])))))
     return out
 
 
@@ -173,10 +171,12 @@ def dataset_experiments(base, plan):
     """The experiments of a dataset (datasets.plan.FramePlan over the base arguments): a rotation
     series is one experiment whose scan has one image per frame; serial stills are one experiment
     per still, each with its own crystal orientation (and no goniometer or scan)."""
-    import copy
     import tempfile
+    from dataclasses import replace
 
     from .cli import load_settings
+    from .resolve import Resolved
+    from .settings import freeze, scratch
     from .setup import build, crystal_vectors
 
     def quiet(text):
@@ -184,8 +184,8 @@ def dataset_experiments(base, plan):
 
     with tempfile.TemporaryDirectory(prefix="nanobragg-expt-") as folder:
         v = load_settings(list(base) + plan.frame_args(plan.frame(0), folder), quiet)
-        v.dumpfile = folder + "/Fdump.bin"
-        sim = build(v, quiet)
+        sim = build(replace(v, dumpfile=folder + "/Fdump.bin"), quiet)
+        v = sim.settings
     panels = panels_from_detector(sim.detector, v) if getattr(sim.detector, "n_panels", 1) > 1 else None
     if plan.kind == "rotation":
         exp = experiment_from_settings(v, panels)
@@ -193,10 +193,9 @@ def dataset_experiments(base, plan):
         return [exp]
     out = []
     for frame in plan:
-        still = copy.copy(v)
-        still.misset = [1.0, *(a / RTD for a in frame.misset_deg)]
-        crystal_vectors(still, quiet)
-        exp = experiment_from_settings(still, panels)
+        still = scratch(replace(v, misset=(1.0, *(a / RTD for a in frame.misset_deg))))
+        crystal_vectors(still, quiet)  # this still's orientation
+        exp = experiment_from_settings(freeze(Resolved, still), panels)
         exp.spindle = exp.phi0 = exp.osc = None
         out.append(exp)
     return out

@@ -4,10 +4,36 @@ Each block mirrors the order of nanoBragg.c so that interacting defaults (detect
 pixel count, beam centre per convention, step counts vs ranges) come out the same.
 """
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import UsageError
 from .geometry.conventions import CONVENTIONS, default_beam_centre
-from .settings import RTD
+from .settings import RTD, Settings, Vec3
+
+
+@dataclass(frozen=True)
+class Resolved(Settings):
+    """The settings of one run after nanoBragg's set-up (made once by `setup.build`, kept as
+    `sim.settings`): every default chosen (beam centre, pivot, step counts, oversampling,
+    interpolation, cell counts from the crystal size), vectors normalized, and the values derived
+    from the models and input files, which the report, the output headers and -write_expt read."""
+
+    vert: Vec3 = (0.0, 0.0, 0.0)  # beam x polarization vector: the vertical divergence axis
+    panel_count: int = 1
+    rng_table: Any = None  # the shuffle table shared by the run's seeds (misset, mosaic, noise)
+    geo: dict | None = None  # the rotated detector frame (Detector.geometry() as floats)
+    dials_origin: Vec3 = (0.0, 0.0, 0.0)  # pix0 in DIALS' frame (mm)
+    real: Any = None  # real-space cell vectors (3x3 numpy, A, rows a, b, c)
+    recip: Any = None  # reciprocal cell vectors (3x3 numpy, 1/A)
+    volume: float = 0.0  # cell volume (A^3)
+    lattice_definition: dict | None = None  # the cell/matrix/misset the lattice was computed from
+    nsources: int = 0
+    divsteps: int = -1
+    source_weights_used: bool = True  # False: a -sourcefile's weights are ignored, as in nanoBragg.c
+    steps: int = 1  # sources x mosaic domains x phi steps x oversample^2 (the C's normalization)
+    structure_factors: Any = None  # the HKL grid (io.hkl) rendered
+    model_link: Any = None  # the -model structure whose atoms are refinable, or None
 
 
 def _count(x, what):
@@ -27,6 +53,7 @@ def _unit(vec):
 
 
 def detector_and_beam(v, say):
+    """Detector size, fluence, beam centre and vectors from the conventions (on a working copy)."""
     if v.fpixels:
         v.detsize_f = v.pixel_size * v.fpixels
     if v.spixels:
@@ -89,16 +116,16 @@ def detector_and_beam(v, say):
         else:
             v.Fclose, v.Sclose = v.Xbeam, v.Ybeam
 
-    v.beam, v.beam_len = _unit(v.beam)
-    v.fdet, v.fdet_len = _unit(v.fdet)
-    v.sdet, v.sdet_len = _unit(v.sdet)
+    v.beam, _ = _unit(v.beam)
+    v.fdet, _ = _unit(v.fdet)
+    v.sdet, _ = _unit(v.sdet)
     v.odet, mag = _unit(v.odet)
     if mag != 1.0:
         say("WARNING: auto-generating odet_vector")
         f, s = v.fdet, v.sdet
         v.odet, _ = _unit([f[1] * s[2] - f[2] * s[1], f[2] * s[0] - f[0] * s[2], f[0] * s[1] - f[1] * s[0]])
-    v.polar_vector, v.polar_len = _unit(v.polar_vector)
-    v.spindle, v.spindle_len = _unit(v.spindle)
+    v.polar_vector, _ = _unit(v.polar_vector)
+    v.spindle, _ = _unit(v.spindle)
     b, p = v.beam, v.polar_vector
     v.vert, _ = _unit([b[1] * p[2] - b[2] * p[1], b[2] * p[0] - b[0] * p[2], b[0] * p[1] - b[1] * p[0]])
 
@@ -124,6 +151,7 @@ def _steps(count, rng, step, none_range=0.0, auto_range=1.0, single_range=None, 
 
 
 def sampling(v, say):
+    """Step counts of phi, divergence, dispersion, sensor layers and mosaic domains (on a working copy)."""
     # phi: its own rules (osc/2 half steps, a 1-degree default range)
     if v.phisteps < 0:
         if v.osc < 0.0:

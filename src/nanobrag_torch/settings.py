@@ -6,8 +6,11 @@ nanoBragg.c matches options by substring (strstr), so one argument can trigger s
 in C's order, so that any command line gives C's image. Values read by such side rules use
 C's lenient atof/atoi; the option's own values were already validated by options.py.
 """
+import dataclasses
 import math
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 from .cnum import atof, atoi
 
@@ -15,34 +18,179 @@ RTD = 180.0 / math.pi
 NAN = float("nan")
 
 
-def _defaults():
-    return SimpleNamespace(
-        Na=1.0, Nb=1.0, Nc=1.0, user_cell=False, cell=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], misset=[0.0, 0.0, 0.0, 0.0],
-        sample_x=0.0, sample_y=0.0, sample_z=0.0, density=1.0e6, molecular_weight=18.0,
-        Xbeam=NAN, Ybeam=NAN, Xclose=NAN, Yclose=NAN, ORGX=NAN, ORGY=NAN, Fbeam=NAN, Sbeam=NAN,
-        Fclose=NAN, Sclose=NAN, pivot="beam", convention="MOSFLM",
-        fdet=[0.0, 0.0, 1.0], sdet=[0.0, -1.0, 0.0], odet=[1.0, 0.0, 0.0], beam=[1.0, 0.0, 0.0],
-        polar_vector=[0.0, 0.0, 1.0], spindle=[0.0, 0.0, 1.0], twotheta_axis=[0.0, 0.0, -1.0],
-        pix0=None, distance=100.0e-3, close_distance=NAN, source_distance=10.0,
-        detector_mu=-1.0, detector_thick=0.0, detector_thickstep=-1.0, detector_thicksteps=-1,
-        twotheta=0.0, rotx=0.0, roty=0.0, rotz=0.0, detsize_f=102.4e-3, detsize_s=102.4e-3,
-        fpixels=0, spixels=0, curved=False, pixel_size=0.1e-3, point_pixel=False, polarization=0.0,
-        nopolar=False, oversample_thick=False, oversample_polar=False, oversample_omega=False,
-        oversample=-1, roi=[-1, -1, -1, -1], lambda0=1.0e-10, fluence=125932015286227086360700780544.0,
-        flux=0.0, exposure=1.0, beamsize=1e-4, mosaic_spread=-1.0, mosaic_domains=-1,
-        dispersion=0.0, dispstep=-1.0, dispsteps=-1, hdivrange=-1.0, vdivrange=-1.0, hdivstep=-1.0,
-        vdivstep=-1.0, hdivsteps=-1, vdivsteps=-1, round_div=True, adc_offset=40.0, phi0=0.0,
-        osc=-1.0, phistep=-1.0, phisteps=-1, dmin=0.0, matfile=None, hklfile=None, default_F=0.0,
-        dumpfile="Fdump.bin", imgfile=None, maskfile=None, stolfile=None, sourcefile=None,
-        floatfile="floatimage.bin", intfile="intimage.img", pgmfile="image.pgm", noisefile="noiseimage.img",
-        calculate_noise=True, write_pgm=True, intfile_scale=0.0, pgm_scale=0.0, printout=False,
-        progress=True, interpolate=2, shape="square", fudge=1.0, printout_fpixel=-1, printout_spixel=-1,
-        seed=None, mosaic_seed=-12345678, misset_seed=None, water_size=0.0,
-        mtzfile=None, mtz_column=None, cif_sf_file=None, cif_column=None, modelfile=None, anomalous=False,
-        dtype="float64", device="cpu", nthreads=0, trace_pixel=None, debug=False, compat="default",
-        warnings=[], notes=[], exptfile=None, write_expt=None, expt=None, expt_panels=None, expt_real=None,
-        pix0_option=False,
-    )
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The command line's settings, as nanoBragg.c holds them after reading argv (SI units:
+    metres, radians, seconds; C's sentinels kept: NaN = not given, -1 = choose a default).
+
+    Made once by `parse` (then `cli.load_settings` adds what other readers supply, as new objects
+    with `dataclasses.replace`) and never changed: `resolve.Resolved` holds the values derived
+    from them. Field names are nanoBragg.c's variable names."""
+
+    # crystal
+    Na: float = 1.0
+    Nb: float = 1.0
+    Nc: float = 1.0
+    user_cell: bool = False
+    cell: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a, b, c (A), alpha, beta, gamma (rad)
+    misset: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # (flag: 1 given, -1 random, 0 none), 3 angles (rad)
+    sample_x: float = 0.0
+    sample_y: float = 0.0
+    sample_z: float = 0.0
+    density: float = 1.0e6
+    molecular_weight: float = 18.0
+    shape: str = "square"
+    fudge: float = 1.0
+    # detector placement
+    Xbeam: float = NAN
+    Ybeam: float = NAN
+    Xclose: float = NAN
+    Yclose: float = NAN
+    ORGX: float = NAN
+    ORGY: float = NAN
+    Fbeam: float = NAN
+    Sbeam: float = NAN
+    Fclose: float = NAN
+    Sclose: float = NAN
+    pivot: str = "beam"
+    convention: str = "MOSFLM"
+    fdet: Vec3 = (0.0, 0.0, 1.0)
+    sdet: Vec3 = (0.0, -1.0, 0.0)
+    odet: Vec3 = (1.0, 0.0, 0.0)
+    beam: Vec3 = (1.0, 0.0, 0.0)
+    polar_vector: Vec3 = (0.0, 0.0, 1.0)
+    spindle: Vec3 = (0.0, 0.0, 1.0)
+    twotheta_axis: Vec3 = (0.0, 0.0, -1.0)
+    pix0: Vec3 | None = None
+    pix0_option: bool = False
+    distance: float = 100.0e-3
+    close_distance: float = NAN
+    source_distance: float = 10.0
+    twotheta: float = 0.0
+    rotx: float = 0.0
+    roty: float = 0.0
+    rotz: float = 0.0
+    # detector pixels and sensor
+    detector_mu: float = -1.0
+    detector_thick: float = 0.0
+    detector_thickstep: float = -1.0
+    detector_thicksteps: int = -1
+    detsize_f: float = 102.4e-3
+    detsize_s: float = 102.4e-3
+    fpixels: int = 0
+    spixels: int = 0
+    curved: bool = False
+    pixel_size: float = 0.1e-3
+    point_pixel: bool = False
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    oversample: int = -1
+    roi: tuple[int, int, int, int] = (-1, -1, -1, -1)  # xmin xmax ymin ymax (fast first, as typed)
+    # beam
+    polarization: float = 0.0
+    nopolar: bool = False
+    lambda0: float = 1.0e-10
+    fluence: float = 125932015286227086360700780544.0
+    flux: float = 0.0
+    exposure: float = 1.0
+    beamsize: float = 1e-4
+    dispersion: float = 0.0
+    dispstep: float = -1.0
+    dispsteps: int = -1
+    hdivrange: float = -1.0
+    vdivrange: float = -1.0
+    hdivstep: float = -1.0
+    vdivstep: float = -1.0
+    hdivsteps: int = -1
+    vdivsteps: int = -1
+    round_div: bool = True
+    # sampling
+    mosaic_spread: float = -1.0
+    mosaic_domains: int = -1
+    phi0: float = 0.0
+    osc: float = -1.0
+    phistep: float = -1.0
+    phisteps: int = -1
+    dmin: float = 0.0
+    interpolate: int = 2  # 2: choose from the crystal size
+    # input files
+    matfile: str | None = None
+    hklfile: str | None = None
+    default_F: float = 0.0
+    dumpfile: str = "Fdump.bin"
+    imgfile: str | None = None
+    maskfile: str | None = None
+    stolfile: str | None = None
+    sourcefile: str | None = None
+    mtzfile: str | None = None
+    mtz_column: str | None = None
+    cif_sf_file: str | None = None
+    cif_column: str | None = None
+    modelfile: str | None = None
+    anomalous: bool = False
+    exptfile: str | None = None
+    expt: Any = None  # io.expt.Experiment read from -expt
+    expt_panels: tuple | None = None  # its panels (io.expt.Panel)
+    expt_real: tuple | None = None  # its crystal's real-space vectors (A, rows a, b, c)
+    mask_image: Any = None  # -mask as a (spixels, fpixels) numpy array
+    # outputs
+    floatfile: str = "floatimage.bin"
+    intfile: str = "intimage.img"
+    pgmfile: str = "image.pgm"
+    noisefile: str = "noiseimage.img"
+    write_expt: str | None = None
+    calculate_noise: bool = True
+    write_pgm: bool = True
+    intfile_scale: float = 0.0
+    pgm_scale: float = 0.0
+    adc_offset: float = 40.0
+    printout: bool = False
+    printout_fpixel: int = -1
+    printout_spixel: int = -1
+    trace_pixel: tuple[int, int] | None = None  # (slow, fast)
+    progress: bool = True
+    # random numbers (C's negated seeds; None until `cli.load_settings` takes the clock)
+    seed: int | None = None
+    mosaic_seed: int = -12345678
+    misset_seed: int | None = None
+    calib_seed: int = 123456789
+    # background and detector response (background_noise.py)
+    water_size: float = 0.0
+    background: dict | None = None
+    detector_model: Any = None
+    # this program's own
+    dtype: str = "float64"
+    device: str = "cpu"
+    nthreads: int = 0
+    debug: bool = False
+    compat: str = "default"
+    size_options: tuple[str, ...] = ()  # the options that set the detector size, for messages
+
+
+def _frozen(value):
+    """Lists (the builders' working values) as tuples, so a frozen stage holds no mutable list."""
+    return tuple(_frozen(x) for x in value) if isinstance(value, list) else value
+
+
+def freeze(cls, scratch):
+    """The frozen stage `cls` from a builder's working namespace; a name that `cls` does not
+    declare is an error (every stage's fields are declared)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(vars(scratch)) - names)
+    if extra:
+        raise TypeError(f"{cls.__name__} declares no field {', '.join(extra)}")
+    return cls(**{name: _frozen(value) for name, value in vars(scratch).items()})
+
+
+def scratch(stage, thaw=False):
+    """A private working copy of a frozen stage, for the one function that makes the next stage
+    from it (thaw: tuples as lists, for builders that change items in place)."""
+    values = {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)}
+    return SimpleNamespace(**{name: list(x) if thaw and isinstance(x, tuple) else x for name, x in values.items()})
 
 
 def input_images(argv):
@@ -93,11 +241,12 @@ def apply_header(v, smv, is_mask):
     # nanoBragg also reads TWOTHETA here but stores it where nothing uses it
 
 
-def parse(argv, preload=None):
+def parse(argv: list[str], preload=None) -> Settings:
     """Apply nanoBragg's substring rules to argv (validated) and return the raw settings.
 
-    `preload(v)` runs first: it applies -mask / -img headers, which options then override."""
-    v = _defaults()
+    `preload(v)` runs first on the parser's working namespace: it applies -mask / -img headers
+    and an -expt file, which options then override. Returns the frozen Settings."""
+    v = scratch(Settings(), thaw=True)
     if preload is not None:
         preload(v)
     n = len(argv)
@@ -112,7 +261,7 @@ def parse(argv, preload=None):
         for rule in RULES:
             if rule.matches(tok) and i + rule.nargs < n and rule.action(v, nxt):
                 break  # C's `continue`: no later rule sees this argument
-    return v
+    return freeze(Settings, v)
 
 
 # ---- the option table ---------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from .io.stol import read_stol
 from .lattice import cell_parameters, lattice_vectors
 from .models import Beam, Crystal, Detector, Sample
 from .models.sample import AVOGADRO
-from .resolve import detector_and_beam, sampling
-from .settings import RTD
+from .resolve import Resolved, detector_and_beam, sampling
+from .settings import RTD, Settings, freeze, scratch
 from .simulator import Simulation, recommended_oversample
 from .sources import divergence_grid, source_directions
 
@@ -79,7 +79,7 @@ def check_detector_size(v):
     need = v.fpixels * v.spixels * v.panel_count * 16  # float64 image, float32 copy, integer images
     avail = _memory_bytes()
     if need > avail // 2:
-        given = "/".join(getattr(v, "size_options", [])) or "-detpixels/-detsize/-pixel"
+        given = "/".join(v.size_options) or "-detpixels/-detsize/-pixel"
         raise UsageError("%s: detector of %dx%d pixels would need %.1f GB for its images; this machine has %.1f GB"
                          % (given, v.fpixels, v.spixels, need / 1e9, avail / 1e9))
 
@@ -108,17 +108,20 @@ def check_roi_and_mask(v):
     if x0 >= v.fpixels or y0 >= v.spixels:
         raise UsageError("-roi %d %d %d %d: the region lies outside the %dx%d-pixel detector"
                          % (*v.roi, v.fpixels, v.spixels))
-    mask = getattr(v, "mask_image", None)
+    mask = v.mask_image
     if mask is not None and mask.shape != (v.spixels * v.panel_count, v.fpixels):
         raise InputFileError(f"{v.maskfile}: mask is {mask.shape[1]}x{mask.shape[0]} pixels "
                              f"but the detector is {v.fpixels}x{v.spixels}")
 
 
-def build(v, say, write_fdump=True):
-    """Resolve settings, print nanoBragg's set-up report and construct the Simulation.
+def build(settings: Settings, say, write_fdump: bool = True, structure_factors=None) -> Simulation:
+    """Resolve settings, print nanoBragg's set-up report and construct the Simulation; the
+    resolved settings (frozen `resolve.Resolved`) are kept as `sim.settings`.
 
     write_fdump: write the structure factors read from -hkl to the dump file (the command line
-    does; the Python API only when asked)."""
+    does; the Python API only when asked). structure_factors: a grid already read (a dataset
+    reads them once for all its frames)."""
+    v = scratch(settings)  # the set-up's working copy; what it derives is frozen below
     fdump_present, structure = resolve_inputs(v, say)
     sources = read_inputs(v)
     device = pick_device(v.device)  # an unusable device must fail before Fdump.bin is written
@@ -127,18 +130,20 @@ def build(v, say, write_fdump=True):
     crystal_vectors(v, say)
     sfsource.check_cell(structure, cell_parameters(torch.tensor(v.real), torch.tensor(v.recip), v.volume)[0])
     crystal_size(v, say)
-    grid = getattr(v, "structure_factors", None)  # a dataset run reads them once for all its frames
+    grid, v.model_link = structure_factors, None
     if grid is None:
         grid, v.model_link = sfsource.grid(structure, v, say, sources[:3]) if structure else \
             (load_structure_factors(v, say, fdump_present), None)
-        v.structure_factors = grid
         if v.hklfile is not None and structure is None and write_fdump:
             write_dump(v, grid, say)
+    v.structure_factors = grid
     if grid is None or grid.count == 0:
         v.interpolate = 0
     umats = report_sampling(v, say, sources)
-    sim = make_simulation(v, det, grid, sources, umats, device, getattr(v, "model_link", None))
-    report_summary(v, say, grid)
+    run = freeze(Resolved, v)
+    sim = make_simulation(run, det, grid, sources, umats, device, run.model_link)
+    report_summary(run, say, grid)
+    sim.settings = run
     return sim
 
 
@@ -285,7 +290,7 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
     if model_link is not None:
         crystal.extra["structure"] = model_link  # makes the atoms refinable (parameters "atom_*")
     compat.phi_zero_note(v)
-    used = getattr(v, "source_weights_used", True)
+    used = v.source_weights_used
     # the central wavelength and bandpass the source grid was made from (a source file has neither)
     spectrum = dict(lambda0=v.lambda0, dispersion=v.dispersion) if v.sourcefile is None else {}
     beam = Beam(source_dirs=source_directions(positions, dtype, device), wavelengths=t(wavelengths),

@@ -9,7 +9,6 @@ arguments before they are read, so `-frame K` is exactly `nanoBragg <options> <f
 """
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from ..cnum import atof, atoi
 from ..errors import UsageError
 from ..options import OPTIONS, validate
-from ..settings import RTD
+from ..settings import RTD, scratch
 from .plan import FramePlan
 
 DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c",
@@ -62,14 +61,14 @@ def make_plan(base, opts, say=lambda text: None) -> FramePlan:
     phi = _last_value(base, "-phi")
     osc = _last_value(base, "-osc")
     if osc is None:
-        resolved = copy.copy(v)
+        resolved = scratch(v)  # a working copy: only the step counts are needed here
         sampling(resolved, lambda text: None)
         osc = resolved.osc * RTD
     shots = None
     if "shots" in opts:
         from ..resolve import detector_and_beam
         from .shots import load_shots
-        resolved = copy.deepcopy(v)
+        resolved = scratch(v)
         detector_and_beam(resolved, lambda text: None)  # the beam direction, for spectra's source files
         shots = load_shots(opts["shots"][0], count, -v.misset_seed, v.lambda0 * 1e10, resolved.beam)
     return FramePlan(kind, count, v.phi0 * RTD if phi is None else phi, osc, seed=-v.seed,

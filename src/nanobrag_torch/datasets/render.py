@@ -12,11 +12,10 @@ exactly the image of `nanoBragg <base args> <frame.args>`.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,7 +31,7 @@ def _quiet(text: str) -> None:
     pass
 
 
-@dataclass
+@dataclasses.dataclass
 class FrameResult:
     """One rendered frame.
 
@@ -60,12 +59,13 @@ class Renderer:
 
         self.args, self.plan, self.progress = list(args), plan, progress
         self._scratch = None
-        self.settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
+        settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
         if not write_fdump:
-            self.settings.dumpfile = os.path.join(self.scratch(), "Fdump.bin")
-        if getattr(self.settings, "panel_count", 1) > 1:
+            settings = dataclasses.replace(settings, dumpfile=os.path.join(self.scratch(), "Fdump.bin"))
+        self.sim = self.last_sim = build(settings, say)
+        self.settings = self.sim.settings  # the resolved settings of frame 0
+        if self.settings.panel_count > 1:
             raise UsageError("datasets: multi-panel detectors are not supported yet (one panel per frame)")
-        self.sim = self.last_sim = build(self.settings, say)
         self._background = None
         # per-shot crystal sizes are baked into the compiled kernel: one build per size would not pay
         shots = plan.shots.config.get("crystal", {}) if plan.shots is not None else {}
@@ -98,7 +98,7 @@ class Renderer:
 
     def _with_background(self, v, sim, photons):
         """-background: the amorphous background added as a single run adds it (made once per set-up)."""
-        if getattr(v, "background", None) is None:
+        if v.background is None:
             return photons
         if self._background is None or self._background[0] is not sim:
             with torch.no_grad():
@@ -108,9 +108,8 @@ class Renderer:
 
     def _rotation_frame(self, frame):
         """Only phi and the noise seed change: read exactly as the parser reads -phi and -seed."""
-        v = copy.copy(self.settings)
-        v.phi0 = atof(frame.args[frame.args.index("-phi") + 1]) / RTD
-        v.seed = -int(frame.seed)
+        v = dataclasses.replace(self.settings, phi0=atof(frame.args[frame.args.index("-phi") + 1]) / RTD,
+                                seed=-int(frame.seed))
         self.sim.crystal.phi0 = v.phi0
         return v, self.sim, self.noise_table.copy()
 
@@ -119,11 +118,11 @@ class Renderer:
         from ..setup import build
 
         v = load_settings(self.args + self.plan.frame_args(frame, self.scratch()), _quiet)
-        v.structure_factors = self.settings.structure_factors
-        v.dumpfile = os.path.join(self.scratch(), "Fdump.bin")  # a single run's Fdump.bin is written once
-        sim = build(v, _quiet)
+        # a single run's Fdump.bin is written once
+        v = dataclasses.replace(v, dumpfile=os.path.join(self.scratch(), "Fdump.bin"))
+        sim = build(v, _quiet, structure_factors=self.settings.structure_factors)
         tune(sim, self.compile_frames)
-        return v, sim, v.rng_table
+        return sim.settings, sim, sim.settings.rng_table
 
     def scratch(self) -> str:
         """A private folder for per-frame input files (spectra), removed by close()."""

@@ -138,7 +138,7 @@ FAST = settings(max_examples=500, deadline=None,
 
 def test_parser_fuzz(capsys):
     """Option validation, -img/-mask headers, C's substring rules and output checks (build stubbed)."""
-    def stop(v, say):
+    def stop(v, *args, **kwargs):
         raise Reached
 
     with mock.patch.object(setup, "build", stop), mock.patch.dict(os.environ, {"NANOBRAGG_DEBUG": ""}):

@@ -19,7 +19,7 @@ n, budget = int(sys.argv[1]), int(sys.argv[2])
 argv = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "1", "-N", "5",
         "-distance", "100", "-detpixels", str(n), "-oversample", "2", "-nonoise", "-nopgm", "-noprogress"]
 v = cli.load_settings(argv, lambda s: None)
-sim = setup.build(v, lambda s: None)
+sim = setup.build(v)
 sim.term_budget = budget
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():

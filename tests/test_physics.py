@@ -28,7 +28,7 @@ def quiet(_):
 def build(args):
     """Simulation for a CLI argument list, without rendering anything."""
     v = cli.load_settings(list(args), quiet)
-    return setup.build(v, quiet), v
+    return setup.build(v), v
 
 
 def geometry(args):

@@ -1,6 +1,7 @@
 """Typed, frozen settings: each stage (parsed Settings, set-up's Resolved) is a frozen dataclass
 made once; a change is a new object, and a stage holds only the fields it declares."""
 import dataclasses
+import io
 import types
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_build_leaves_its_settings_unchanged_and_returns_a_frozen_resolved_stage
     monkeypatch.chdir(tmp_path)
     v = cli.load_settings(ARGS, quiet)
     before = repr(v)
-    sim = setup.build(v, quiet)
+    sim = setup.build(v)
     assert repr(v) == before
     run = sim.settings
     assert type(run) is Resolved
@@ -73,10 +74,32 @@ def test_a_changed_setting_is_a_new_object_and_builds_its_own_simulation(tmp_pat
     v = cli.load_settings(ARGS, quiet)
     turned = dataclasses.replace(v, phi0=np.radians(10.0))
     assert v.phi0 == 0.0 and turned.phi0 == pytest.approx(np.radians(10.0))
-    a, b = (nb.simulate(setup.build(s, quiet)) for s in (v, turned))
+    a, b = (nb.simulate(setup.build(s)) for s in (v, turned))
     assert not np.allclose(a.detach().numpy(), b.detach().numpy())
 
 
 def test_from_args_keeps_the_resolved_settings():
     sim = nb.from_args(ARGS, dtype="float32")
     assert type(sim.settings) is Resolved and sim.settings.dtype == "float32"
+
+
+def test_build_prints_nothing_its_report_is_returned_for_the_command_line_to_print(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ARGS + ["-nonoise", "-nopgm", "-noprogress"]
+    sim = setup.build(cli.load_settings(args, quiet))
+    assert capsys.readouterr().out == ""
+    report = sim.report
+    assert report[0].startswith("nanoBragg nanocrystal diffraction simulator")
+    assert "  10 mosaic domains over mosaic spread of 0.5 degrees" in report
+    assert "  2 phi steps from 0 to 1 degrees" in report
+    # the command line prints exactly these lines, in order, before rendering
+    out = io.StringIO()
+    assert cli.run(args, out=out) == 0
+    assert out.getvalue().startswith("\n".join(report) + "\n")
+
+
+def test_a_set_up_error_carries_the_report_made_until_then(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(nb.errors.NanoBraggError) as info:
+        setup.build(cli.load_settings(ARGS + ["-hkl", "missing.hkl"], quiet))
+    assert info.value.report and info.value.report[0].startswith("nanoBragg nanocrystal")

@@ -71,7 +71,7 @@ def test_real_traces_diverge_first_at_pix0(tmp_path, monkeypatch):
     paths = []
     for dist in ("100", "100.5"):
         v = cli.load_settings(base + ["-distance", dist], print)
-        sim = setup.build(v, io.StringIO().write)
+        sim = setup.build(v)
         paths.append(write(tmp_path / f"t{dist}", "\n".join(trace_lines(sim, 5, 9, prefix="TRACE_X")) + "\n"))
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)

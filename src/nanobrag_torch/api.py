@@ -48,7 +48,7 @@ def from_args(args, device=None, dtype=None, write_fdump=False):
         v = dataclasses.replace(v, dtype=_DTYPES[dtype])
     if device is not None:
         v = dataclasses.replace(v, device=str(device))
-    sim = setup.build(v, _quiet, write_fdump=write_fdump)
+    sim = setup.build(v, write_fdump=write_fdump)
     v = sim.settings
     if v.mask_image is not None and v.mask_image.shape != (v.spixels, v.fpixels):
         raise InputFileError(f"{v.maskfile}: mask is {v.mask_image.shape[1]}x{v.mask_image.shape[0]} pixels "

@@ -100,7 +100,12 @@ def run(argv, out=None):
 
     v = load_settings(argv, say)
     check_outputs(v)
-    sim = setup.build(v, say)  # checks the mask size too
+    try:
+        sim = setup.build(v)  # checks the mask size too
+    except NanoBraggError as exc:
+        print_report(getattr(exc, "report", ()), say)  # nanoBragg.c prints its report up to the error
+        raise
+    print_report(sim.report, say)
     v = sim.settings  # the resolved settings
     if v.expt is not None and v.expt.images > 1:
         logging.getLogger(__package__).info(
@@ -137,6 +142,12 @@ def run(argv, out=None):
         from .experiment import write_run_expt
         write_run_expt(v, sim, say)
     return 0
+
+
+def print_report(lines, say) -> None:
+    """nanoBragg's set-up report (`setup.build` makes it; the command line prints it)."""
+    for line in lines:
+        say(line)
 
 
 def rendered_mask(v):

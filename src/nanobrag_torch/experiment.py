@@ -184,7 +184,7 @@ def dataset_experiments(base, plan):
 
     with tempfile.TemporaryDirectory(prefix="nanobragg-expt-") as folder:
         v = load_settings(list(base) + plan.frame_args(plan.frame(0), folder), quiet)
-        sim = build(replace(v, dumpfile=folder + "/Fdump.bin"), quiet)
+        sim = build(replace(v, dumpfile=folder + "/Fdump.bin"))
         v = sim.settings
     panels = panels_from_detector(sim.detector, v) if getattr(sim.detector, "n_panels", 1) > 1 else None
     if plan.kind == "rotation":

@@ -8,7 +8,7 @@ import torch
 
 from . import compat, rng, sfsource
 from .engine import Flags
-from .errors import InputFileError, UsageError
+from .errors import InputFileError, NanoBraggError, UsageError
 from .geometry.vectors import cross
 from .io import hkl as hkl_io
 from .io.matrix import read_mosflm_matrix
@@ -114,13 +114,26 @@ def check_roi_and_mask(v):
                              f"but the detector is {v.fpixels}x{v.spixels}")
 
 
-def build(settings: Settings, say, write_fdump: bool = True, structure_factors=None) -> Simulation:
-    """Resolve settings, print nanoBragg's set-up report and construct the Simulation; the
-    resolved settings (frozen `resolve.Resolved`) are kept as `sim.settings`.
+def build(settings: Settings, write_fdump: bool = True, structure_factors=None) -> Simulation:
+    """Resolve settings and construct the Simulation: the resolved settings (a frozen
+    `resolve.Resolved`) are kept as `sim.settings`, nanoBragg's set-up report (its lines, in
+    order, for the command line to print) as `sim.report`.
 
     write_fdump: write the structure factors read from -hkl to the dump file (the command line
     does; the Python API only when asked). structure_factors: a grid already read (a dataset
-    reads them once for all its frames)."""
+    reads them once for all its frames). A NanoBraggError raised on the way carries the report
+    lines made until then as `.report` (nanoBragg.c has printed them when it stops)."""
+    report = []
+    try:
+        sim = _set_up(settings, report.append, write_fdump, structure_factors)
+    except NanoBraggError as exc:
+        exc.report = tuple(report)
+        raise
+    sim.report = tuple(report)
+    return sim
+
+
+def _set_up(settings, say, write_fdump, structure_factors):
     v = scratch(settings)  # the set-up's working copy; what it derives is frozen below
     fdump_present, structure = resolve_inputs(v, say)
     sources = read_inputs(v)

@@ -54,7 +54,7 @@ class Renderer:
     folder, once. `frames(indices)` yields FrameResults; `render(frame)` renders one Frame."""
 
     def __init__(self, args, plan: FramePlan, say=_quiet, progress=None, write_fdump: bool = True):
-        from ..cli import load_settings
+        from ..cli import load_settings, print_report
         from ..setup import build
 
         self.args, self.plan, self.progress = list(args), plan, progress
@@ -62,7 +62,8 @@ class Renderer:
         settings = load_settings(self.args + plan.frame_args(plan.frame(0), self.scratch()), say)
         if not write_fdump:
             settings = dataclasses.replace(settings, dumpfile=os.path.join(self.scratch(), "Fdump.bin"))
-        self.sim = self.last_sim = build(settings, say)
+        self.sim = self.last_sim = build(settings)
+        print_report(self.sim.report, say)
         self.settings = self.sim.settings  # the resolved settings of frame 0
         if self.settings.panel_count > 1:
             raise UsageError("datasets: multi-panel detectors are not supported yet (one panel per frame)")
@@ -120,7 +121,7 @@ class Renderer:
         v = load_settings(self.args + self.plan.frame_args(frame, self.scratch()), _quiet)
         # a single run's Fdump.bin is written once
         v = dataclasses.replace(v, dumpfile=os.path.join(self.scratch(), "Fdump.bin"))
-        sim = build(v, _quiet, structure_factors=self.settings.structure_factors)
+        sim = build(v, structure_factors=self.settings.structure_factors)
         tune(sim, self.compile_frames)
         return sim.settings, sim, sim.settings.rng_table
 

@@ -25,6 +25,7 @@ _NDIV = 1 + (_IM - 1) // _NTAB
 _RNMX = 1.0 - 1.2e-7
 _RNMX_F = float(np.float32(_RNMX))
 _F32 = np.float32
+_F64 = np.float64  # explicit: numba types float() of a float32 as float32 (math.exp -> expf); the C uses double
 
 
 def _load_powf():
@@ -59,10 +60,13 @@ def _ran1(sd, tab):
             if j < _NTAB:
                 tab[1 + j] = idum
         tab[0] = tab[1]
-    k = idum // _IQ
-    idum = _IA * (idum - k * _IQ) - _IR * k
-    if idum < 0:
-        idum += _IM
+    if 0 < idum < _IM:  # Schrage's product without overflow equals the plain one in 64 bits (faster)
+        idum = (_IA * idum) % _IM
+    else:
+        k = idum // _IQ
+        idum = _IA * (idum - k * _IQ) - _IR * k
+        if idum < 0:
+            idum += _IM
     sd[0] = idum
     j = tab[0] // _NDIV
     tab[0] = tab[1 + j]
@@ -97,7 +101,7 @@ def _gaussdev(sd, tab, ps):
             rsq = float(_F32(float(_F32(v1 * v1)) + float(_F32(v2 * v2))))
             if not (rsq >= 1.0 or rsq == 0.0):
                 break
-        fac = float(_F32(math.sqrt(-2.0 * math.log(rsq) / rsq)))
+        fac = float(_F32(math.sqrt(-2.0 * math.log(_F64(rsq)) / rsq)))
         ps[5] = float(_F32(v1 * fac))
         ps[4] = 1.0
         return float(_F32(v2 * fac))
@@ -105,65 +109,86 @@ def _gaussdev(sd, tab, ps):
     return ps[5]
 
 
-def _poidev(xm, sd, tab, ps):
-    """Poisson deviate of the float32 mean xm (returned as the C float value)."""
-    if xm > 1.0e6:
-        return float(_F32(xm + math.sqrt(xm) * _gaussdev(sd, tab, ps)))
-    if xm < 12.0:
-        if xm != ps[3]:
-            ps[3] = xm
-            ps[2] = float(_F32(math.exp(-xm)))
-        em = -1.0
-        t = 1.0
-        while True:
-            em += 1.0
-            t = float(_F32(t * _ran1(sd, tab)))
-            if not (t > ps[2]):
-                return em
-    if xm != ps[3]:
-        ps[3] = xm
-        ps[0] = float(_F32(math.sqrt(2.0 * xm)))
-        ps[1] = float(_F32(math.log(xm)))
-        ps[2] = float(_F32(float(_F32(xm * ps[1])) - _gammln(_F32(xm + 1.0))))
+def _poisson_statics(xm):
+    """poidev's statics for the mean xm (a float32 value): (sq, alxm, g); below 12 only g."""
+    x = _F64(xm)
+    if x < 12.0:
+        return 0.0, 0.0, _F64(_F32(math.exp(-x)))
+    alxm = _F64(_F32(math.log(x)))
+    return _F64(_F32(math.sqrt(2.0 * x))), alxm, _F64(_F32(_F64(_F32(x * alxm)) - _gammln(_F32(x + 1.0))))
+
+
+def _multiplied(g, sd, tab):
+    """poidev's direct method (mean below 12): uniforms multiplied until at most g = exp(-mean)."""
+    em = -1.0
+    t = 1.0
+    while True:
+        em += 1.0
+        t = _F64(_F32(t * _ran1(sd, tab)))
+        if not (t > g):
+            return em
+
+
+def _rejected(xm, sq, alxm, g, lgam, sd, tab):
+    """poidev's rejection method (mean 12 .. 1e6) from its statics; ln Gamma(em + 1) of the
+    integer em is kept in lgam (NaN: not computed yet; deviates past its end compute it)."""
     while True:
         while True:
-            y = float(_F32(math.tan(math.pi * _ran1(sd, tab))))
-            em = float(_F32(float(_F32(ps[0] * y)) + xm))
+            y = _F64(_F32(math.tan(math.pi * _ran1(sd, tab))))
+            em = _F64(_F32(_F64(_F32(sq * y)) + xm))
             if not (em < 0.0):
                 break
-        em = float(np.floor(em))  # floor of a float32 value is float32-exact
-        a = float(_F32(em * ps[1]))
-        b = float(_F32(a - _gammln(_F32(em + 1.0))))
-        c = float(_F32(b - ps[2]))
-        t = float(_F32(0.9 * (1.0 + float(_F32(y * y))) * math.exp(c)))
+        em = _F64(np.floor(em))  # floor of a float32 value is float32-exact
+        if em < lgam.shape[0]:  # also false for NaN
+            k = int(em)
+            if math.isnan(lgam[k]):
+                lgam[k] = _gammln(_F32(em + 1.0))
+            lg = lgam[k]
+        else:
+            lg = _gammln(_F32(em + 1.0))
+        c = _F64(_F32(_F64(_F32(_F64(_F32(em * alxm)) - lg)) - g))
+        t = _F64(_F32(0.9 * (1.0 + _F64(_F32(y * y))) * math.exp(c)))
         if not (_ran1(sd, tab) > t):
             return em
 
 
-def _c_u16(x):
-    """C `(unsigned short)` of a double as gcc on x86-64 does it (via int32, low 16 bits)."""
-    if not (-2147483648.0 < x < 2147483648.0):
-        return 0
-    return int(x) & 0xFFFF
+def _poidev(xm, sd, tab, ps):
+    """Poisson deviate of the float32 mean xm (returned as the C float value)."""
+    x = _F64(xm)
+    if x > 1.0e6:
+        return _F64(_F32(x + math.sqrt(x) * _gaussdev(sd, tab, ps)))
+    if x != ps[3]:  # the C recomputes its statics only for a new mean
+        ps[3] = x
+        ps[0], ps[1], ps[2] = _poisson_statics(x)
+    if x < 12.0:
+        return _multiplied(ps[2], sd, tab)
+    return _rejected(x, ps[0], ps[1], ps[2], ps[:0], sd, tab)
 
 
-def _noise_loop(img, sd, tab, adc, x0, x1, y0, y1, out):
-    ps = np.zeros(6)
-    ps[3] = -1.0
+def _poisson_setup(xm, setup):
+    """poidev's statics of every mean (flat float32 xm) below 1e6: they depend on the mean only,
+    so they are computed in parallel before the (sequential) draws."""
+    for i in _prange(xm.shape[0]):
+        if not xm[i] > 1.0e6:
+            setup[i, 0], setup[i, 1], setup[i, 2] = _poisson_statics(xm[i])
+
+
+def _poisson_run(xm, starts, stops, sd, tab, ps, setup, lgam, out):
+    """Poisson deviates out[i] of the means xm[i] for i in each [starts[r], stops[r]), in that
+    order, drawn as _poidev draws them (statics from _poisson_setup); returns their sum."""
     total = 0.0
-    overloads = 0
-    for s in range(img.shape[0]):
-        for f in range(img.shape[1]):
-            if f < x0 or f > x1 or s < y0 or s > y1:
-                continue  # outside the ROI: no draws, pixel stays 0
-            test = _poidev(float(img[s, f]), sd, tab, ps)
-            total += test
-            test += adc
-            if test > 65535.0:
-                test = 65535.0
-                overloads += 1
-            out[s, f] = _c_u16(test)
-    return total, overloads
+    for r in range(starts.shape[0]):
+        for i in range(starts[r], stops[r]):
+            x = _F64(xm[i])
+            if x > 1.0e6:
+                em = _poidev(x, sd, tab, ps)
+            elif x < 12.0:
+                em = _multiplied(setup[i, 2], sd, tab)
+            else:  # NaN too, as in the C
+                em = _rejected(x, setup[i, 0], setup[i, 1], setup[i, 2], lgam, sd, tab)
+            out[i] = em
+            total += em
+    return total
 
 
 def _detector_noise_loop(photons, sd, csd, tab, ps, flicker, calibration, out):
@@ -187,24 +212,46 @@ def _gauss_stream(sd, tab, ps, out):
         out[i] = _gaussdev(sd, tab, ps)
 
 
-_JITTED = ("_ran1", "_gammln", "_gaussdev", "_poidev", "_c_u16", "_noise_loop", "_detector_noise_loop",
-           "_gauss_stream")
+_prange = range
+_JITTED = ("_ran1", "_gammln", "_gaussdev", "_poisson_statics", "_multiplied", "_rejected", "_poidev",
+           "_poisson_run", "_detector_noise_loop", "_gauss_stream")
+_PARALLEL = ("_poisson_setup",)
+# a call passing arrays costs atomic reference counts (~10 ns a pixel): these are inlined
+_INLINED = ("_ran1", "_gaussdev", "_multiplied", "_rejected")
 
 
 def _build_jit():
     """Compile the functions above with numba, each resolving its callees to compiled ones."""
     try:
-        from numba import njit
+        from numba import njit, prange
     except ImportError:  # pragma: no cover - numba is a dependency; plain Python still works
         return None
-    scope = dict(globals())
-    for name in _JITTED:
+    scope = dict(globals(), _prange=prange)
+    for name in _JITTED + _PARALLEL:
         fn = globals()[name]
         clone = types.FunctionType(fn.__code__, scope, fn.__name__)
         clone.__qualname__ = fn.__qualname__
         clone.__module__ = fn.__module__
-        scope[fn.__name__] = njit(cache=True)(clone)
+        scope[fn.__name__] = njit(cache=True, nogil=True, parallel=name in _PARALLEL, _nrt=name in _PARALLEL,
+                                  inline="always" if name in _INLINED else "never")(clone)
     return scope
+
+
+def poisson_counts(means, starts, stops, sd, tab, ps):
+    """Poisson deviates (float64, zero elsewhere) of the flat float32 `means` at the indices of
+    each [starts[r], stops[r]) in order, drawn from one C stream (seed variable sd, shuffle
+    table tab, statics ps) exactly as the C's poidev loop draws them; and their sum."""
+    means = np.ascontiguousarray(means, dtype=np.float32).ravel()
+    setup = np.zeros((means.size, 3))
+    _impl("_poisson_setup")(means, setup)
+    finite = means[np.isfinite(means) & (means <= 1.0e6)]
+    top = float(finite.max()) if finite.size else 0.0
+    # ln Gamma of integer deviates up to well past the largest mean (rarer ones are computed)
+    lgam = np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
+    out = np.zeros(means.size)
+    total = _impl("_poisson_run")(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd, tab, ps,
+                                  setup, lgam, out)
+    return out, float(total)
 
 
 _NOISE_JIT = [None, False]  # [compiled scope, built?]
@@ -216,10 +263,6 @@ def _impl(name):
         _NOISE_JIT[0] = _build_jit()
         _NOISE_JIT[1] = True
     return (_NOISE_JIT[0] or globals())[name]
-
-
-def _noise_impl():
-    return _impl("_noise_loop")
 
 
 def new_table():
@@ -272,12 +315,27 @@ def noise_image(float_image, seed, adc_offset, roi, table=None):
     img = np.ascontiguousarray(float_image, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError("noise_image needs a 2-D (slow, fast) image")
-    out = np.zeros(img.shape, dtype=np.uint16)
     sd = np.array([int(seed)], dtype=np.int64)
     tab = new_table() if table is None else table
-    x0, x1, y0, y1 = (int(v) for v in roi)
-    total, overloads = _noise_impl()(img, sd, tab, float(adc_offset), x0, x1, y0, y1, out)
-    return out, float(total), int(overloads)
+    h, w = img.shape
+    x0, x1 = max(int(roi[0]), 0), min(int(roi[1]), w - 1)
+    rows = np.arange(max(int(roi[2]), 0), min(int(roi[3]), h - 1) + 1)
+    ps = np.zeros(6)
+    ps[3] = -1.0
+    counts, total = poisson_counts(img, rows * w + x0, rows * w + max(x1 + 1, x0), sd, tab, ps)
+    inside = np.zeros((h, w), dtype=bool)
+    inside[rows[0] if rows.size else 0:rows[-1] + 1 if rows.size else 0, x0:x1 + 1] = True
+    inside = inside.ravel()
+    test = counts + float(adc_offset)
+    over = inside & (test > 65535.0)
+    out = np.where(inside, _c_u16(np.where(over, 65535.0, test)), 0).astype(np.uint16)
+    return out.reshape(h, w), total, int(over.sum())
+
+
+def _c_u16(x):
+    """C `(unsigned short)` of doubles as gcc on x86-64 does it (via int32, low 16 bits)."""
+    ok = (x > -2147483648.0) & (x < 2147483648.0)
+    return np.trunc(np.where(ok, x, 0.0)).astype(np.int64) & 0xFFFF
 
 
 def mosaic_rotation_umat(mosaicity, rng):
@@ -381,8 +439,11 @@ class SharedStreams:
         flicker and calibration factors; and their sum."""
         flat = np.ascontiguousarray(photons, dtype=np.float32).ravel()
         out = np.zeros(flat.size, dtype=np.float64)
-        total = _impl("_detector_noise_loop")(flat, self.sd, self.csd, self.tab, self.ps, float(flicker),
-                                              float(calibration), out)
+        if flicker > 0.0 or calibration > 0.0:  # the means depend on earlier draws: nothing to prepare
+            total = _impl("_detector_noise_loop")(flat, self.sd, self.csd, self.tab, self.ps, float(flicker),
+                                                  float(calibration), out)
+        else:
+            out, total = poisson_counts(flat, [0], [flat.size], self.sd, self.tab, self.ps)
         return out.reshape(np.shape(photons)), float(total)
 
     def gaussians(self, n):

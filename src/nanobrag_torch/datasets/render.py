@@ -16,6 +16,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -44,6 +45,16 @@ class FrameResult:
     counts: np.ndarray | None
     settings: object
     overloads: int = 0
+
+
+@dataclasses.dataclass
+class _Rendered:
+    """A frame between its render and its noise: its settings, noise shuffle table and float image."""
+
+    frame: Frame
+    settings: object
+    table: object
+    photons: np.ndarray
 
 
 class Renderer:
@@ -80,6 +91,10 @@ class Renderer:
             yield self.render(self.plan.frame(index))
 
     def render(self, frame: Frame) -> FrameResult:
+        return self.finish(self.photons(frame))
+
+    def photons(self, frame: Frame) -> "_Rendered":
+        """The frame's float image (the render), without its noise: finish() adds that."""
         if self.plan.kind == "rotation":
             v, sim, table = self._rotation_frame(frame)
         else:
@@ -88,14 +103,22 @@ class Renderer:
         with torch.no_grad():
             image = sim.run(progress=self.progress)
         photons = self._with_background(v, sim, image.detach().to("cpu", torch.float32).numpy())
+        return _Rendered(frame, v, table, photons)
+
+    @staticmethod
+    def finish(rendered: "_Rendered") -> FrameResult:
+        """The FrameResult of a rendered frame: its noise image drawn (from the frame's own seed and
+        shuffle table, so frames may be finished on another thread while the next one renders)."""
+        v, photons = rendered.settings, rendered.photons
         counts, overloads = None, 0
         if v.calculate_noise:
             model = background_noise.noise_function(v)  # -psf, -readout_noise ...: noisify's detector model
             if model is not None:
                 counts, _, overloads = model(photons)
             else:
-                counts, _, overloads = rng.noise_image(photons, v.seed, v.adc_offset, tuple(v.roi), table=table)
-        return FrameResult(frame, photons, counts, v, overloads)
+                counts, _, overloads = rng.noise_image(photons, v.seed, v.adc_offset, tuple(v.roi),
+                                                       table=rendered.table)
+        return FrameResult(rendered.frame, photons, counts, v, overloads)
 
     def _with_background(self, v, sim, photons):
         """-background: the amorphous background added as a single run adds it (made once per set-up)."""
@@ -168,13 +191,32 @@ def tune(sim, frames: int) -> None:
 def render_frames(renderer: Renderer, indices, sinks, on_frame=None) -> int:
     """Render `indices` in order and hand each FrameResult to every sink (`sink.write(result)`).
 
-    Frames are streamed: only one frame's images are held at a time. on_frame(count) is called
-    after each frame is written everywhere. Returns the number of frames written."""
+    Frames are streamed: at most two frames' images are held at a time. A frame's noise is drawn on
+    a second thread while the next frame renders (the noise generator is sequential and releases
+    the GIL); frames are written in order, on the calling thread. on_frame(count) is called after
+    each frame is written everywhere. Returns the number of frames written."""
     done = 0
-    for result in renderer.frames(indices):
+
+    def write(result):
+        nonlocal done
         for sink in sinks:
             sink.write(result)
         done += 1
         if on_frame is not None:
             on_frame(done)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="nanobragg-noise") as pool:
+        pending = None
+        try:
+            for index in indices:
+                rendered = renderer.photons(renderer.plan.frame(index))
+                previous = pending.result() if pending is not None else None
+                pending = pool.submit(renderer.finish, rendered)
+                if previous is not None:  # written while this frame's noise is drawn
+                    write(previous)
+            if pending is not None:
+                write(pending.result())
+        finally:
+            if pending is not None:
+                pending.cancel()
     return done

@@ -55,10 +55,10 @@ class StolTable:
         return ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
 
     def _windows(self, values):
-        """(n, 4) values at points m-1 .. m+2 for each interval start m (rows 0 and n-2.. unused)."""
-        idx = (torch.arange(self.stol.numel(), device=values.device).clamp(1, self.stol.numel() - 3)[:, None]
-               + torch.arange(-1, 3, device=values.device))
-        return values[idx]
+        """(n, 4) values at points m-1 .. m+2 for each interval start m (rows 0 and n-2.. unused):
+        views of one unfold, m clamped to [1, n-3] (no gather: a few hundred microseconds less)."""
+        u = values.unfold(0, 4, 1)
+        return torch.cat([u[:1], u, u[-1:], u[-1:]])
 
     def _basis(self):
         """Per interval: an anchor (a real table point) and the (4 x 4) matrix taking the four F
@@ -214,9 +214,9 @@ def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, no
     b_in = _unit_rows(np.cross(as_np(axis), inc))  # the E-vector frame of each source (C's polarization)
     e_in = _unit_rows(np.cross(inc, b_in))
     anchor, basis = table._basis()
-    coefficients = torch.einsum("nij,nj->ni", basis, table._windows(table.F))
+    coefficients = np.einsum("nij,nj->ni", as_np(basis), as_np(table._windows(table.F)))
     out, omega = amorphous_kernel.render(g, inc, np.ascontiguousarray(np.concatenate([e_in, b_in], 1)), as_np(wl),
-                                         as_np(weights), as_np(table.stol), as_np(anchor), as_np(coefficients),
+                                         as_np(weights), as_np(table.stol), as_np(anchor), coefficients,
                                          detector.oversample, detector.point_pixel, nopolar, float(kahn),
                                          as_np(rows).astype(np.int64), as_np(cols).astype(np.int64))
     return torch.as_tensor(out, dtype=detector.dtype, device=detector.device), omega

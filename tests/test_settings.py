@@ -103,3 +103,17 @@ def test_a_set_up_error_carries_the_report_made_until_then(tmp_path, monkeypatch
     with pytest.raises(nb.errors.NanoBraggError) as info:
         setup.build(cli.load_settings(ARGS + ["-hkl", "missing.hkl"], quiet))
     assert info.value.report and info.value.report[0].startswith("nanoBragg nanocrystal")
+
+
+@pytest.mark.parametrize("program, argv", [
+    ("nonbragg", ["-stol", "water.stol", "-detpixels", "8", "-seed", "3", "-Xbeam", "0.4"]),
+    ("noisify", ["-floatfile", "float.bin", "-detpixels", "8", "-seed", "3"])])
+def test_companion_programs_parse_into_frozen_declared_settings(program, argv):
+    import importlib
+
+    module = importlib.import_module(f"nanobrag_torch.{program}")
+    v = module.parse(argv)
+    declared_only(v)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.seed = 1
+    assert v.seed == -3 and (v.fpixels if program == "nonbragg" else v.xpixels) == 8

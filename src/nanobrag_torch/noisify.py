@@ -2,7 +2,7 @@
 import math
 import os
 import time
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from .io.atomic import atomic_open
 from .io.floatimage import read_float_image
 from .io.smv import c_g, keyed_header, read_smv, write_raw_smv
 from .options import F, I, S
+from .settings import freeze, scratch
 
 USAGE = """usage: noisify -floatfile floatimage.bin [options]
 Options follow noisify.c (see README): -scale -gain -adc -readout_noise -flicker -calibration
@@ -29,14 +30,43 @@ VOCABULARY = {**{k: (F,) for k in _FLOATS.split()}, **{k: (I,) for k in _INTS.sp
               **{k: (S,) for k in _FILES.split()}, "nonoise": (), "nopgm": (), "psf": (("gauss", "fiber"),)}
 
 
-def _defaults():
-    return SimpleNamespace(
-        distance=100.0e-3, detsize_x=102.4e-3, detsize_y=102.4e-3, pixel=0.1e-3, Xbeam=-1e99, Ybeam=-1e99,
-        xpixels=0, ypixels=0, lambda_=1.0, psf=None, psf_fwhm=46e-6, psf_radius=0,
-        fluence=125932015286227086360700780544.0,
-        floatfile=None, headerfile=None, pgmfile="image.pgm", intfile="intimage.img", noisefile="noiseimage.img",
-        bits=16, calculate_noise=True, write_pgm=True, readout=0.0, flicker=0.0, calibration=0.03, scale=1.0,
-        seed=-int(time.time()), calib_seed=123456789, adc=40.0, gain=1.0, phi0=0.0, osc=1.0)
+@dataclass(frozen=True)
+class NoisifySettings:
+    """noisify.c's settings (SI lengths; lambda_ in A, phi0/osc in degrees, as noisify keeps
+    them). Made once by `parse`; `with_dimensions` settles the image size as a new object."""
+
+    distance: float = 100.0e-3
+    detsize_x: float = 102.4e-3
+    detsize_y: float = 102.4e-3
+    pixel: float = 0.1e-3
+    Xbeam: float = -1e99  # -1e99: not given
+    Ybeam: float = -1e99
+    xpixels: int = 0
+    ypixels: int = 0
+    lambda_: float = 1.0
+    psf: str | None = None
+    psf_fwhm: float = 46e-6
+    psf_radius: int = 0
+    fluence: float = 125932015286227086360700780544.0
+    floatfile: str | None = None
+    headerfile: str | None = None
+    header: tuple | None = None  # (raw header bytes, parsed SMV) of -header
+    pgmfile: str = "image.pgm"
+    intfile: str = "intimage.img"
+    noisefile: str = "noiseimage.img"
+    bits: int = 16
+    calculate_noise: bool = True
+    write_pgm: bool = True
+    readout: float = 0.0
+    flicker: float = 0.0
+    calibration: float = 0.03
+    scale: float = 1.0
+    seed: int = 0
+    calib_seed: int = 123456789
+    adc: float = 40.0
+    gain: float = 1.0
+    phi0: float = 0.0
+    osc: float = 1.0
 
 
 def _set(name, scale=1.0, conv=atof):
@@ -92,7 +122,7 @@ def parse(argv):
         return "floatimage.bin" in tok  # the C takes such a bare argument as the input image
 
     validate(argv, VOCABULARY, positional)
-    v = _defaults()
+    v = scratch(NoisifySettings(seed=-int(time.time())))  # the parser's working copy
     for tok in argv:
         if positional(tok) and not tok.startswith("-"):
             v.floatfile = tok
@@ -107,7 +137,7 @@ def parse(argv):
         raise UsageError(f"option -pixel: must be positive, got {v.pixel:g}")
     if v.calculate_noise is False:
         v.calibration = v.readout = v.flicker = 0.0
-    return v
+    return freeze(NoisifySettings, v)
 
 
 def _read_header(path):
@@ -117,8 +147,10 @@ def _read_header(path):
         return handle.read(smv.header_bytes), smv
 
 
-def _dimensions(v, file_pixels, say):
-    """Detector size as noisify.c settles it: -header, -detpixels, else guessed from the file."""
+def with_dimensions(settings, file_pixels, say):
+    """The settings with the detector size as noisify.c settles it: -header, -detpixels, else
+    guessed from the file (a new object)."""
+    v = scratch(settings)
     pixels = file_pixels
     if v.header is not None:
         smv = v.header[1]
@@ -154,6 +186,7 @@ def _dimensions(v, file_pixels, say):
         raise InputFileError(f"{v.floatfile}: cannot tell the image size ({file_pixels} floats)")
     v.Xbeam = v.detsize_x / 2.0 if v.Xbeam <= -1e99 else v.Xbeam
     v.Ybeam = v.detsize_y / 2.0 if v.Ybeam <= -1e99 else v.Ybeam
+    return freeze(NoisifySettings, v)
 
 
 def _report(v, say):
@@ -198,15 +231,14 @@ def run(argv, out=None):
     say = line_writer(out)
     v = parse(argv)
     say("noisify - add noise to pixels - James Holton 3-19-16")
-    v.header = None
     if v.headerfile is not None:
         say("taking header from %s" % v.headerfile)
-        v.header = _read_header(v.headerfile)
+        v = replace(v, header=_read_header(v.headerfile))
     try:
         size = os.path.getsize(v.floatfile)
     except OSError as exc:
         raise InputFileError(f"{v.floatfile}: cannot read ({exc.strerror or exc})") from None
-    _dimensions(v, size // 4, say)
+    v = with_dimensions(v, size // 4, say)
     check_output_names([("-intfile", v.intfile)] + ([("-pgmfile", v.pgmfile)] if v.write_pgm else [])
                        + ([("-noisefile", v.noisefile)] if v.calculate_noise else []))
     image = read_float_image(v.floatfile, v.xpixels, v.ypixels)

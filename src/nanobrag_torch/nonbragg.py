@@ -1,6 +1,6 @@
 """`nonBragg`: nonBragg.c's command line (amorphous background images) on the shared engine."""
 import math
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from .io.stol import read_stol
 from .models import Detector
 from .options import F, I, S
 from .outputs import statistics, write_all
-from .settings import RTD
+from .settings import RTD, Vec3, freeze, scratch
 
 USAGE = """usage: nonBragg -stol water.stol [options]
 Options follow nonBragg.c (see README): -thick -samplesize -density -MW -molecules -distance
@@ -45,22 +45,96 @@ VOCABULARY = {
 NAN = float("nan")
 
 
-def _defaults():
-    return SimpleNamespace(
-        beam=[1.0, 0.0, 0.0], lambda0=1.0e-10, dispersion=0.0, dispstep=-1.0, source_distance=10.0,
-        hdivstep=-1.0, hdivrange=-1.0, vdivstep=-1.0, vdivrange=-1.0, hdivsteps=-1, vdivsteps=-1, dispsteps=-1,
-        round_div=True, fluence=125932015286227086360700780544.0, flux=0.0, exposure=1.0, beamsize=1e-4,
-        sample_x=1e-4, sample_y=1e-4, sample_z=1e-4, density=1.0e6, molecular_weight=18.0, molecules=0.0,
-        pixel_size=0.1e-3, fpixels=0, spixels=0, distance=100.0e-3, detsize_x=102.4e-3, detsize_y=102.4e-3,
-        fdet=[0.0, 0.0, 1.0], sdet=[0.0, -1.0, 0.0], odet=[1.0, 0.0, 0.0], rotx=0.0, roty=0.0, rotz=0.0,
-        twotheta_axis=[0.0, 1.0, 0.0], pivot="beam", twotheta=0.0, curved=False, point_pixel=False,
-        Xbeam=NAN, Ybeam=NAN, Xclose=NAN, Yclose=NAN, close_distance=NAN, ORGX=NAN, ORGY=NAN,
-        gain=1.0, adc_offset=40.0, polar_vector=[0.0, 0.0, 1.0], polarization=0.0, nopolar=False,
-        roi=[-1, -1, -1, -1], oversample=-1, phi0=0.0, phistep=-1.0, osc=-1.0, phisteps=-1,
-        spindle=[0.0, 0.0, 1.0], stolfile=None, stol_mult=1e10, sourcefile=None, floatfile="floatimage.bin",
-        intfile="intimage.img", pgmfile="image.pgm", noisefile="noiseimage.img", calculate_noise=True,
-        write_pgm=True, intfile_scale=0.0, pgm_scale=0.0, progress=True, seed=None, dtype="float64",
-        device="cpu", write_expt=None)
+@dataclass(frozen=True)
+class NonBraggSettings:
+    """nonBragg.c's settings (SI units), made once by `parse` (options then nonBragg's set-up);
+    `simulate` returns the placed detector's values as a new object."""
+
+    beam: Vec3 = (1.0, 0.0, 0.0)
+    lambda0: float = 1e-10
+    dispersion: float = 0.0
+    dispstep: float = -1.0
+    source_distance: float = 10.0
+    hdivstep: float = -1.0
+    hdivrange: float = -1.0
+    vdivstep: float = -1.0
+    vdivrange: float = -1.0
+    hdivsteps: int = -1
+    vdivsteps: int = -1
+    dispsteps: int = -1
+    round_div: bool = True
+    fluence: float = 125932015286227086360700780544.0
+    flux: float = 0.0
+    exposure: float = 1.0
+    beamsize: float = 0.0001
+    sample_x: float = 0.0001
+    sample_y: float = 0.0001
+    sample_z: float = 0.0001
+    density: float = 1000000.0
+    molecular_weight: float = 18.0
+    molecules: float = 0.0
+    pixel_size: float = 0.0001
+    fpixels: int = 0
+    spixels: int = 0
+    distance: float = 0.1
+    detsize_x: float = 0.1024
+    detsize_y: float = 0.1024
+    fdet: Vec3 = (0.0, 0.0, 1.0)
+    sdet: Vec3 = (0.0, -1.0, 0.0)
+    odet: Vec3 = (1.0, 0.0, 0.0)
+    rotx: float = 0.0
+    roty: float = 0.0
+    rotz: float = 0.0
+    twotheta_axis: Vec3 = (0.0, 1.0, 0.0)
+    pivot: str = 'beam'
+    twotheta: float = 0.0
+    curved: bool = False
+    point_pixel: bool = False
+    Xbeam: float = NAN  # NaN: not given
+    Ybeam: float = NAN
+    Xclose: float = NAN
+    Yclose: float = NAN
+    close_distance: float = NAN
+    ORGX: float = NAN
+    ORGY: float = NAN
+    gain: float = 1.0
+    adc_offset: float = 40.0
+    polar_vector: Vec3 = (0.0, 0.0, 1.0)
+    polarization: float = 0.0
+    nopolar: bool = False
+    roi: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    oversample: int = -1
+    phi0: float = 0.0
+    phistep: float = -1.0
+    osc: float = -1.0
+    phisteps: int = -1
+    spindle: Vec3 = (0.0, 0.0, 1.0)
+    stolfile: str | None = None
+    stol_mult: float = 10000000000.0  # the -stol/-4stol/-Q table's scale to 1/m
+    sourcefile: str | None = None
+    floatfile: str = 'floatimage.bin'
+    intfile: str = 'intimage.img'
+    pgmfile: str = 'image.pgm'
+    noisefile: str = 'noiseimage.img'
+    calculate_noise: bool = True
+    write_pgm: bool = True
+    intfile_scale: float = 0.0
+    pgm_scale: float = 0.0
+    progress: bool = True
+    seed: int | None = None
+    dtype: str = 'float64'
+    device: str = 'cpu'
+    write_expt: str | None = None
+    # set by `parse` (nonBragg.c's set-up)
+    vert: Vec3 = (0.0, 0.0, 0.0)
+    detector_thick: float = 0.0
+    detector_thickstep: float = -1.0
+    detector_thicksteps: int = -1
+    detector_mu: float = 0.0
+    mosaic_domains: int = 0
+    mosaic_spread: float = 0.0
+    warnings: tuple[str, ...] = ()  # printed after the banner
+    divsteps: int = 0  # set by `simulate` with the sources
 
 
 def _set(name, scale=1.0, pivot=None, conv=atof):
@@ -182,7 +256,7 @@ for _add in (_geometry_rules, _beam_rules, _file_rules):
 def parse(argv):
     """Validated, C-resolved settings of a nonBragg command line (SI units)."""
     validate(argv, VOCABULARY)
-    v = RULES.apply(_defaults(), argv)
+    v = RULES.apply(scratch(NonBraggSettings(), thaw=True), argv)  # the parser's working copy
     if v.stolfile is None:
         raise UsageError("no -stol table given (e.g. -stol water.stol)")
     for name in ("pixel_size", "lambda0", "detsize_x", "detsize_y"):
@@ -192,7 +266,7 @@ def parse(argv):
         import time
         v.seed = -int(time.time())
     _resolve(v)
-    return v
+    return freeze(NonBraggSettings, v)
 
 
 def _resolve(v):
@@ -253,18 +327,19 @@ def make_detector(v, dtype, device):
 
 
 def make_sources(v, say):
-    """(positions (S,3), intensities (S,), wavelengths (S,)) from -sourcefile or the divergence grid."""
+    """(positions (S,3), intensities (S,), wavelengths (S,), divergence steps) from -sourcefile or
+    the divergence grid."""
     if v.sourcefile is not None:
         rows = read_sources_with_defaults(v.sourcefile, v.beam, v.source_distance, v.lambda0)
         positions, intensities, wavelengths = rows[:, :3], rows[:, 3], rows[:, 4]
-        v.divsteps = 0
+        divsteps = 0
     else:
         from .setup import generated_sources
 
         grid = generated_sources(v, say)
         positions, wavelengths = grid.positions, grid.wavelengths
         intensities = np.ones(len(wavelengths))
-        v.divsteps = grid.divsteps
+        divsteps = grid.divsteps
     if len(wavelengths) == 0:
         raise UsageError("no x-ray sources: the divergence settings leave no source points")
     if np.any(~(wavelengths > 0)) or np.any(np.linalg.norm(positions, axis=1) == 0):
@@ -272,7 +347,7 @@ def make_sources(v, say):
     say("  created a total of %d sources:" % len(wavelengths))
     for p, w, wl in zip(positions, intensities, wavelengths):
         say("%g %g %g   %g %g" % (p[0], p[1], p[2], w, wl))
-    return positions, intensities, wavelengths
+    return positions, intensities, wavelengths, divsteps
 
 
 def _report(v, say, geo, table_len, nsources):
@@ -315,13 +390,14 @@ def _header(v):
 
 def _geometry_back(v, geo):
     """The C reports and writes the beam centre and near point after the detector is placed."""
-    for name, key in (("Xclose", "Fclose"), ("Yclose", "Sclose"), ("close_distance", "close_distance"),
-                      ("Xbeam", "Fbeam"), ("Ybeam", "Sbeam"), ("distance", "distance")):
-        setattr(v, name, float(geo[key]))
+    return replace(v, **{name: float(geo[key]) for name, key in (
+        ("Xclose", "Fclose"), ("Yclose", "Sclose"), ("close_distance", "close_distance"), ("Xbeam", "Fbeam"),
+        ("Ybeam", "Sbeam"), ("distance", "distance"))})
 
 
 def simulate(v, say, progress=None):
-    """Render the float image (float64 tensor) for resolved settings `v`."""
+    """Render for resolved settings `v`: (float image (float64 tensor), solid-angle sum, the
+    settings with the placed detector's beam centre, distances and divergence steps)."""
     from .setup import pick_device
 
     dtype = torch.float32 if v.dtype == "float32" else torch.float64
@@ -329,15 +405,17 @@ def simulate(v, say, progress=None):
     detector = make_detector(v, dtype, device)
     say("pivoting detector around %s" % ("sample" if v.pivot == "sample" else "direct beam spot"))
     geo = detector.geometry()
-    _geometry_back(v, geo)
+    v = _geometry_back(v, geo)
     say("reading %s" % v.stolfile)
     table = amorphous.StolTable.from_rows(read_stol(v.stolfile), v.stol_mult, dtype, device)
-    positions, intensities, wavelengths = make_sources(v, say)
+    positions, intensities, wavelengths, divsteps = make_sources(v, say)
+    v = replace(v, divsteps=divsteps)
     _report(v, say, geo, len(table), len(wavelengths))
     sample = amorphous.AmorphousSample(table, v.molecules)
-    return amorphous.render_background(detector, positions, intensities, wavelengths, sample, v.fluence,
-                                       kahn=v.polarization, nopolar=v.nopolar, polar_axis=v.polar_vector,
-                                       roi=tuple(v.roi), progress=progress)
+    image, omega_sum = amorphous.render_background(
+        detector, positions, intensities, wavelengths, sample, v.fluence, kahn=v.polarization, nopolar=v.nopolar,
+        polar_axis=v.polar_vector, roi=tuple(v.roi), progress=progress)
+    return image, omega_sum, v
 
 
 def _c_rmsd(image32, rendered, mean):
@@ -370,7 +448,7 @@ def run(argv, out=None):
         say(line)
     check_outputs(v)
     with torch.no_grad():
-        image, omega_sum = simulate(v, say, Progress(v.progress))
+        image, omega_sum, v = simulate(v, say, Progress(v.progress))
     say("")
     omega = float(omega_sum)
     say("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (omega, 100 * omega / 4 / math.pi))

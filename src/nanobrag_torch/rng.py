@@ -152,8 +152,8 @@ def _rejected(xm, sq, alxm, g, lgam, sd, tab):
             return em
 
 
-def _poidev(xm, sd, tab, ps):
-    """Poisson deviate of the float32 mean xm (returned as the C float value)."""
+def _poidev(xm, sd, tab, ps, lgam):
+    """Poisson deviate of the float32 mean xm (returned as the C float value); lgam as _rejected's."""
     x = _F64(xm)
     if x > 1.0e6:
         return _F64(_F32(x + math.sqrt(x) * _gaussdev(sd, tab, ps)))
@@ -162,7 +162,7 @@ def _poidev(xm, sd, tab, ps):
         ps[0], ps[1], ps[2] = _poisson_statics(x)
     if x < 12.0:
         return _multiplied(ps[2], sd, tab)
-    return _rejected(x, ps[0], ps[1], ps[2], ps[:0], sd, tab)
+    return _rejected(x, ps[0], ps[1], ps[2], lgam, sd, tab)
 
 
 def _poisson_setup(xm, setup):
@@ -173,36 +173,31 @@ def _poisson_setup(xm, setup):
             setup[i, 0], setup[i, 1], setup[i, 2] = _poisson_statics(xm[i])
 
 
-def _poisson_run(xm, starts, stops, sd, tab, ps, setup, lgam, out):
+def _poisson_run(xm, starts, stops, sd, csd, tab, ps, setup, lgam, flicker, calibration, out):
     """Poisson deviates out[i] of the means xm[i] for i in each [starts[r], stops[r]), in that
-    order, drawn as _poidev draws them (statics from _poisson_setup); returns their sum."""
+    order, drawn as the C's loops draw them; returns their sum.  With flicker or calibration each
+    mean is first scaled by 1 + flicker * gauss (noise seed sd) and 1 + calibration * gauss
+    (calibration seed csd), both seeds sharing the table and Gaussian spare (noisify); otherwise
+    the statics come from _poisson_setup (setup rows per mean)."""
     total = 0.0
+    scaled = flicker > 0.0 or calibration > 0.0
     for r in range(starts.shape[0]):
         for i in range(starts[r], stops[r]):
             x = _F64(xm[i])
-            if x > 1.0e6:
-                em = _poidev(x, sd, tab, ps)
+            if scaled:
+                if flicker > 0.0:
+                    x *= 1.0 + flicker * _gaussdev(sd, tab, ps)
+                if calibration > 0.0:
+                    x *= 1.0 + calibration * _gaussdev(csd, tab, ps)
+                em = _poidev(_F32(x), sd, tab, ps, lgam)
+            elif x > 1.0e6:
+                em = _poidev(x, sd, tab, ps, lgam)
             elif x < 12.0:
                 em = _multiplied(setup[i, 2], sd, tab)
             else:  # NaN too, as in the C
                 em = _rejected(x, setup[i, 0], setup[i, 1], setup[i, 2], lgam, sd, tab)
             out[i] = em
             total += em
-    return total
-
-
-def _detector_noise_loop(photons, sd, csd, tab, ps, flicker, calibration, out):
-    """noisify's photon loop: optional flicker (noise seed) and calibration (calibration seed)
-    factors, then a Poisson count, pixel by pixel; both seeds share the table and Gaussian spare."""
-    total = 0.0
-    for i in range(photons.shape[0]):
-        photons0 = float(photons[i])
-        if flicker > 0.0:
-            photons0 *= 1.0 + flicker * _gaussdev(sd, tab, ps)
-        if calibration > 0.0:
-            photons0 *= 1.0 + calibration * _gaussdev(csd, tab, ps)
-        out[i] = _poidev(float(_F32(photons0)), sd, tab, ps)
-        total += out[i]
     return total
 
 
@@ -214,7 +209,7 @@ def _gauss_stream(sd, tab, ps, out):
 
 _prange = range
 _JITTED = ("_ran1", "_gammln", "_gaussdev", "_poisson_statics", "_multiplied", "_rejected", "_poidev",
-           "_poisson_run", "_detector_noise_loop", "_gauss_stream")
+           "_poisson_run", "_gauss_stream")
 _PARALLEL = ("_poisson_setup",)
 # a call passing arrays costs atomic reference counts (~10 ns a pixel): these are inlined
 _INLINED = ("_ran1", "_gaussdev", "_multiplied", "_rejected")
@@ -237,20 +232,23 @@ def _build_jit():
     return scope
 
 
-def poisson_counts(means, starts, stops, sd, tab, ps):
+def poisson_counts(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
     """Poisson deviates (float64, zero elsewhere) of the flat float32 `means` at the indices of
     each [starts[r], stops[r]) in order, drawn from one C stream (seed variable sd, shuffle
-    table tab, statics ps) exactly as the C's poidev loop draws them; and their sum."""
+    table tab, statics ps) exactly as the C's loops draw them (_poisson_run); and their sum."""
     means = np.ascontiguousarray(means, dtype=np.float32).ravel()
-    setup = np.zeros((means.size, 3))
-    _impl("_poisson_setup")(means, setup)
+    scaled = flicker > 0.0 or calibration > 0.0
+    setup = np.zeros((0 if scaled else means.size, 3))
+    if not scaled:
+        _impl("_poisson_setup")(means, setup)
     finite = means[np.isfinite(means) & (means <= 1.0e6)]
     top = float(finite.max()) if finite.size else 0.0
     # ln Gamma of integer deviates up to well past the largest mean (rarer ones are computed)
     lgam = np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
     out = np.zeros(means.size)
-    total = _impl("_poisson_run")(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd, tab, ps,
-                                  setup, lgam, out)
+    total = _impl("_poisson_run")(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd,
+                                  sd if csd is None else csd, tab, ps, setup, lgam, float(flicker),
+                                  float(calibration), out)
     return out, float(total)
 
 
@@ -294,7 +292,7 @@ class Ran1:
         return _gaussdev(self.sd, self.tab, self.ps)
 
     def poidev(self, xm):
-        return _poidev(float(_F32(xm)), self.sd, self.tab, self.ps)
+        return _poidev(float(_F32(xm)), self.sd, self.tab, self.ps, self.ps[:0])
 
 
 def poidev(xm, rng):
@@ -438,12 +436,7 @@ class SharedStreams:
         """Poisson counts (float64 array) of the float32 photon image, pixel order, after the
         flicker and calibration factors; and their sum."""
         flat = np.ascontiguousarray(photons, dtype=np.float32).ravel()
-        out = np.zeros(flat.size, dtype=np.float64)
-        if flicker > 0.0 or calibration > 0.0:  # the means depend on earlier draws: nothing to prepare
-            total = _impl("_detector_noise_loop")(flat, self.sd, self.csd, self.tab, self.ps, float(flicker),
-                                                  float(calibration), out)
-        else:
-            out, total = poisson_counts(flat, [0], [flat.size], self.sd, self.tab, self.ps)
+        out, total = poisson_counts(flat, [0], [flat.size], self.sd, self.tab, self.ps, self.csd, flicker, calibration)
         return out.reshape(np.shape(photons)), float(total)
 
     def gaussians(self, n):

@@ -140,7 +140,7 @@ def test_roi_image_and_pixel_list_match_full_image():
     sim = nb.from_args("-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -detpixels 24"
                        .split())
     full = sim.run()
-    roi = sim.roi_image(3, 10, 5, 20)
+    roi = sim.roi_image((5, 20), (3, 10))  # (slow, fast), like the image
     assert roi.shape == (16, 8)
     assert torch.equal(roi, full[5:21, 3:11])
     slow, fast = torch.tensor([0, 12, 23]), torch.tensor([23, 12, 0])
@@ -190,7 +190,7 @@ def test_golden_case_gradients_are_finite(case_dir, case_id):
     fb, sb = int(float(geo["Fbeam"]) / ps), int(float(geo["Sbeam"]) / ps)
     d = sim.detector
     x0, y0 = min(max(fb - 3, 0), d.fpixels - 6), min(max(sb - 3, 0), d.spixels - 6)
-    box = (x0, x0 + 5, y0, y0 + 5)  # 6x6 pixels holding the direct beam when it is on the detector
+    box = ((y0, y0 + 5), (x0, x0 + 5))  # 6x6 pixels holding the direct beam when it is on the detector
     reference = sim.roi_image(*box)
     c = sim.crystal
     flat = c.shape == "tophat" or (c.shape == "square" and max(c.Na, c.Nb, c.Nc) <= 1 and not c.interpolate)

@@ -256,8 +256,8 @@ def test_fixed_interpolation_does_not_depend_on_pixel_order(tmp_path, monkeypatc
         assert default.stats["interpolation_warning"] is not None  # C's switch-off happened
         assert fixed.stats["interpolation_warning"] is None
         for s, f in ((0, 0), (2, 3), (15, 15), (9, 4)):
-            torch.testing.assert_close(fixed.roi_image(f, f, s, s)[0, 0], image_f[s, f], rtol=1e-12, atol=0)
-        alone = torch.stack([default.roi_image(f, f, s, s)[0, 0] for s, f in ((2, 3), (3, 3), (3, 2))])
+            torch.testing.assert_close(fixed.roi_image((s, s), (f, f))[0, 0], image_f[s, f], rtol=1e-12, atol=0)
+        alone = torch.stack([default.roi_image((s, s), (f, f))[0, 0] for s, f in ((2, 3), (3, 3), (3, 2))])
     ordered = torch.stack([image_d[s, f] for s, f in ((2, 3), (3, 3), (3, 2))])
     assert not torch.allclose(alone, ordered)  # in default mode the order matters
 

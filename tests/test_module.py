@@ -1,4 +1,5 @@
 """Simulation as a torch.nn.Module: registered parameters, state_dict, optimizers, .to(dtype)."""
+import pytest
 import torch
 
 import nanobrag_torch as nb
@@ -53,3 +54,20 @@ def test_to_float32_renders_the_float64_image():
     with torch.no_grad():
         back = sim.to(torch.float64).run()
     assert back.dtype == torch.float64
+
+
+def test_state_dict_holds_the_model_tensors_that_define_the_simulation():
+    """A simulation loaded with another's state_dict renders the other's image (a different
+    crystal orientation and mosaic here), and a strict load names a missing model tensor."""
+    sim = nb.from_args(ARGS)
+    state = sim.state_dict()
+    assert {"crystal.real", "crystal.recip", "crystal.mosaic_umats", "beam.source_dirs",
+            "beam.wavelengths"} <= set(state)
+    other = nb.from_args(ARGS.replace("-misset 10 20 30", "-misset 0 0 0").replace("-mosaic 0.3", "-mosaic 0.6"))
+    with torch.no_grad():
+        assert not torch.allclose(other.run(), sim.run())
+        other.load_state_dict(state)
+        torch.testing.assert_close(other.run(), sim.run(), rtol=0, atol=0)
+    del state["crystal.real"]
+    with pytest.raises(RuntimeError, match="crystal.real"):
+        nb.from_args(ARGS).load_state_dict(state)

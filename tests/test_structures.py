@@ -331,7 +331,7 @@ def test_image_gradient_reaches_the_atoms(tmp_path):
     make_structure().write_pdb(str(path))
     sim = nb.from_args(["-model", str(path), "-dmin", "3", *RUN])
     p = nb.parameters(sim, "atom_xyz", "atom_B", "atom_occ")
-    image = sim.roi_image(0, 47, 0, 47)
+    image = sim.roi_image((0, 47), (0, 47))
     image.sum().backward()
     grads = [p[n].grad for n in ("atom_xyz", "atom_B", "atom_occ")]
     assert all(torch.isfinite(g).all() and g.abs().max() > 0 for g in grads)
@@ -343,7 +343,7 @@ def test_image_gradient_reaches_the_atoms(tmp_path):
         values = []
         for sign in (1, -1):
             p["atom_xyz"] = base + sign * h * direction
-            values.append(float(sim.roi_image(0, 47, 0, 47).sum()))
+            values.append(float(sim.roi_image((0, 47), (0, 47)).sum()))
         p["atom_xyz"] = base
     numeric = (values[0] - values[1]) / (2 * h)
     assert numeric == pytest.approx(float((grads[0] * direction).sum()), rel=1e-5)

@@ -119,7 +119,7 @@ def _safe_sqrt(u):
     return torch.where(positive, torch.sqrt(torch.where(positive, u, torch.ones_like(u))), torch.zeros_like(u))
 
 
-def background_terms(detector, geo, fast, slow, incident, wavelengths, intensities, table,
+def background_terms(detector, geo, slow, fast, incident, wavelengths, intensities, table,
                      polar_axis, kahn, nopolar):
     """Sum over sub-pixels and sources of sign F^2 polar omega I for pixels (slow[i], fast[i])."""
     (x, y, z), airpath = _subpixel_rays(detector, geo, fast, slow)
@@ -179,7 +179,7 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
         r = rows[r0:r0 + rows_per_chunk]
         slow = r.repeat_interleave(cols.numel())
         fast = cols.repeat(r.numel())
-        values, chunk_omega = background_terms(detector, geo, fast, slow, incident, wl, weights, sample.table,
+        values, chunk_omega = background_terms(detector, geo, slow, fast, incident, wl, weights, sample.table,
                                                axis, kahn, nopolar)
         pieces.append(values.reshape(r.numel(), cols.numel()) * scale)
         omega_sum = omega_sum + chunk_omega

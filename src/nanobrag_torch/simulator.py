@@ -3,6 +3,7 @@
 Holds the physical models (Detector, Crystal, beam/sources) as tensors and renders either the
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
+import dataclasses
 import logging
 import math
 import os
@@ -28,6 +29,8 @@ COMPILE_MIN_WORK = 5e7
 # pixel x term evaluations rendered eagerly to estimate a whole eager render's time
 PROBE_WORK = 1 << 16
 _COMPILED = {}
+# the models whose tensors state_dict() holds (as "crystal.real", "beam.wavelengths" ...)
+MODEL_NAMES = ("detector", "crystal", "beam")
 LOG = logging.getLogger(__package__)
 
 
@@ -107,11 +110,15 @@ class Simulation(torch.nn.Module):
     """A detector, a crystal and a beam, rendered in bounded pixel chunks (a torch.nn.Module).
 
     `run()` (or calling the module) gives the whole image (spixels, fpixels) in photons per pixel
-    on the detector's device and dtype; `roi_image(x0, x1, y0, y1)` a rectangle;
+    on the detector's device and dtype; `roi_image((y0, y1), (x0, x1))` a rectangle;
     `render_pixels(slow, fast)` a list of pixels. `flags` (oversampling rules, polarization,
     fluence, water background, the normalizing step count) are made from the models when not
     given. `nanobrag_torch.parameters(sim, name, ...)` registers the named quantities as
     parameters of this module (`sim.named_parameters()`, `state_dict()`, optimizers);
+    `state_dict()` also holds every tensor of the models that defines the simulation (lattice
+    vectors, structure factors, mosaic rotations, sources and wavelengths ...) as "model.field",
+    and `load_state_dict` writes them back; the models' plain numbers and choices (pixel counts,
+    shape, step counts) are its configuration, as layer sizes are for torch's own modules;
     `sim.to(device, dtype)` moves the models and the parameters. Differentiable end to end.
 
     roi: (xmin, xmax, ymin, ymax) inclusive, like -roi; mask: (spixels, fpixels) bool, True =
@@ -141,6 +148,8 @@ class Simulation(torch.nn.Module):
             self.flags = Flags(nopolar=self.beam.nopolar, kahn=self.beam.kahn, fluence=self.beam.fluence,
                                water_background=self.sample.background(self.beam.fluence), steps=steps)
         self.crystal = self.crystal.to(self.detector.dtype, self.detector.device)
+        # the model tensors a strict load_state_dict requires (parameters may write more, saved too)
+        self._defining_keys = {key for key, _, _ in self._model_tensors()}
 
     def forward(self):
         """The whole image, as run()."""
@@ -161,6 +170,46 @@ class Simulation(torch.nn.Module):
                 setattr(b, name, value.to(dtype=d.dtype, device=d.device))
         self._fused_cache = None
         return self
+
+    def _model_tensors(self):
+        """(state_dict key, model, field) of every tensor the models hold now."""
+        for model_name in MODEL_NAMES:
+            model = getattr(self, model_name)
+            for f in dataclasses.fields(model):
+                if not f.name.startswith("_") and torch.is_tensor(getattr(model, f.name)):
+                    yield f"{model_name}.{f.name}", model, f.name
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """The registered parameters and buffers, plus the models' tensors as "model.field"."""
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        for key, model, name in self._model_tensors():
+            value = getattr(model, name)
+            destination[prefix + key] = value if keep_vars else value.detach()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Load the parameters and buffers, and write "model.field" tensors into the models (on
+        the simulation's device; floating ones in its dtype)."""
+        mine = set()
+        for model_name in MODEL_NAMES:
+            model = getattr(self, model_name)
+            names = {f.name for f in dataclasses.fields(model) if not f.name.startswith("_")}
+            for key in state_dict:
+                head, _, name = key[len(prefix):].partition(".")
+                if key.startswith(prefix) and head == model_name and name in names:
+                    setattr(model, name, self._placed(state_dict[key]))
+                    mine.add(key)
+        if strict:
+            missing_keys.extend(prefix + key for key in sorted(self._defining_keys) if prefix + key not in mine)
+        rest = {k: v for k, v in state_dict.items() if k not in mine}
+        super()._load_from_state_dict(rest, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        self._fused_cache = None
+
+    def _placed(self, value):
+        d = self.detector
+        value = value.detach().to(device=d.device)
+        return value.to(d.dtype) if value.is_floating_point() else value.clone()
 
     def _auto_oversample(self):
         """The command line's automatic -oversample for these models (crystal size vs pixel)."""
@@ -340,8 +389,11 @@ class Simulation(torch.nn.Module):
         work = d.spixels * d.fpixels * self.terms_per_pixel()
         return work >= KERNEL_MIN_WORK and compile_available()
 
-    def roi_image(self, x0, x1, y0, y1):
-        """Image of the pixels x0..x1 (fast) by y0..y1 (slow), inclusive like -roi: (y1-y0+1, x1-x0+1)."""
+    def roi_image(self, slow, fast):
+        """Image of a rectangle, in (slow, fast) order like the image tensor: slow = (first row,
+        last row) and fast = (first column, last column), inclusive like -roi; shape
+        (last row - first row + 1, last column - first column + 1)."""
+        (y0, y1), (x0, x1) = slow, fast
         dev = self.detector.device
         rows = torch.arange(y0, y1 + 1, device=dev)
         cols = torch.arange(x0, x1 + 1, device=dev)

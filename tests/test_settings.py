@@ -117,3 +117,29 @@ def test_companion_programs_parse_into_frozen_declared_settings(program, argv):
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.seed = 1
     assert v.seed == -3 and (v.fpixels if program == "nonbragg" else v.xpixels) == 8
+
+
+def test_header_and_experiment_preloads_are_new_settings_that_options_override():
+    from nanobrag_torch.experiment import with_experiment
+    from nanobrag_torch.io.expt import Experiment
+    from nanobrag_torch.settings import with_header
+
+    class Header:
+        width, height = 30, 20
+        values = {"PIXEL_SIZE": 0.2, "DISTANCE": 150.0, "BEAM_CENTER_Y": 1.0}
+
+        def value(self, key):
+            return self.values.get(key)
+
+    base = Settings()
+    mask = with_header(base, Header(), is_mask=True)
+    assert (base.fpixels, base.pixel_size) == (0, 0.1e-3)  # unchanged
+    assert (mask.fpixels, mask.spixels, mask.pixel_size, mask.distance) == (30, 20, 0.2e-3, 0.15)
+    assert mask.Ybeam == pytest.approx(20 * 0.2e-3 - 1e-3)  # a mask's Y is measured from the other edge
+    assert with_header(base, Header(), is_mask=False).Ybeam == pytest.approx(1e-3)
+    exp = Experiment(beam=[0.0, 0.0, 1.0], wavelength=1.5e-10, spindle=[1.0, 0.0, 0.0], images=1)
+    moved = with_experiment(mask, exp)
+    assert (moved.convention, moved.beam, moved.lambda0) == ("CUSTOM", (0.0, 0.0, 1.0), 1.5e-10)
+    assert mask.convention == "MOSFLM" and moved.fpixels == 30
+    declared_only(moved)
+    assert parse(["-distance", "80"], moved).distance == pytest.approx(0.08)  # the options still win

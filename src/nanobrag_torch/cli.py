@@ -17,7 +17,7 @@ from .companion import check_output_names, console_entry
 from .errors import NanoBraggError
 from .io.smv import read_smv
 from .options import HELP, VERSION, validate
-from .settings import Settings, apply_header, input_images, parse, size_options
+from .settings import Settings, input_images, parse, size_options, with_header
 
 
 class Progress:
@@ -65,16 +65,15 @@ def load_settings(argv: list[str], say) -> Settings:
     if img is not None:
         loaded["img"] = read_smv(img)
 
-    def preload(v):
-        if "mask" in loaded:
-            apply_header(v, loaded["mask"], is_mask=True)
-        if "img" in loaded:
-            apply_header(v, loaded["img"], is_mask=False)
-        if "expt" in loaded:
-            from .experiment import apply_experiment
-            apply_experiment(v, loaded["expt"])
-
-    v = parse(argv, preload)
+    start = Settings()
+    if "mask" in loaded:
+        start = with_header(start, loaded["mask"], is_mask=True)
+    if "img" in loaded:
+        start = with_header(start, loaded["img"], is_mask=False)
+    if "expt" in loaded:
+        from .experiment import with_experiment
+        start = with_experiment(start, loaded["expt"])
+    v = parse(argv, start)
     mask_image = None
     if "mask" in loaded:
         m = loaded["mask"]

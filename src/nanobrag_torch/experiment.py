@@ -1,12 +1,14 @@
 """-expt / -write_expt: a DIALS experiment list as nanoBragg settings, and settings as one.
 
-Reading: `apply_experiment` writes the file's geometry into the settings before the command line
+Reading: `with_experiment` puts the file's geometry into the settings before the command line
 is applied (like an -img header), so any option given as well overrides it. The detector frame
 comes in as a CUSTOM convention with the panel corner kept as pix0 (pivot "pix0"); the beam
 centre and distance that this frame implies are filled in too, so that an overriding -distance or
 -Xbeam/-Ybeam (which pivot about the beam spot, as nanoBragg does) moves the panel from there.
 Writing: `experiment_from_settings` describes what a run simulated (after set-up).
 """
+from dataclasses import replace
+
 from .io.expt import Experiment, Panel
 from .settings import RTD
 
@@ -27,40 +29,35 @@ def _frame_values(panel, beam):
             "Sclose": -_dot(panel.origin, panel.slow)}
 
 
-def apply_experiment(v, exp):
-    """Put an Experiment's geometry into raw settings (before the options are parsed)."""
-    v.expt = exp
+def with_experiment(settings, exp):
+    """The settings with an Experiment's geometry (before the options are parsed), as a new object."""
+    c = dict(expt=exp)
     if exp.beam is not None:
-        v.beam = list(exp.beam)
-        v.lambda0 = exp.wavelength
+        c.update(beam=tuple(exp.beam), lambda0=exp.wavelength, convention="CUSTOM")
         if exp.kahn is not None:
-            v.polarization = exp.kahn
+            c["polarization"] = exp.kahn
         if exp.polar_vector is not None:
-            v.polar_vector = list(exp.polar_vector)
-        v.convention = "CUSTOM"
+            c["polar_vector"] = tuple(exp.polar_vector)
     if exp.panels:
-        p = exp.panels[0]
-        v.convention = "CUSTOM"
-        v.fdet, v.sdet, v.odet = list(p.fast), list(p.slow), p.normal
-        v.pix0, v.pivot = list(p.origin), "pix0"
-        v.pixel_size = p.pixel_size
-        v.fpixels, v.spixels = p.fpixels, p.spixels
-        v.detsize_f, v.detsize_s = p.pixel_size * p.fpixels, p.pixel_size * p.spixels
-        if p.thickness > 0 and p.mu > 0:
-            v.detector_thick, v.detector_mu = p.thickness, p.mu
-        else:
-            v.detector_thick, v.detector_mu = 0.0, -1.0
-        f = _frame_values(p, v.beam)
-        v.distance, v.Xbeam, v.Ybeam = f["distance"], f["Fbeam"], f["Sbeam"]
-        v.Xclose, v.Yclose = f["Fclose"], f["Sclose"]
-        v.expt_panels = list(exp.panels)
+        c.update(_panel_settings(exp.panels[0], c.get("beam", settings.beam)), expt_panels=tuple(exp.panels))
     if exp.real is not None:
-        v.expt_real = [list(r) for r in exp.real]
+        c["expt_real"] = tuple(tuple(r) for r in exp.real)
     if exp.spindle is not None:
-        v.spindle = list(exp.spindle)
-        v.convention = "CUSTOM"
+        c.update(spindle=tuple(exp.spindle), convention="CUSTOM")
     if exp.phi0 is not None:
-        v.phi0, v.osc = exp.phi0, exp.osc
+        c.update(phi0=exp.phi0, osc=exp.osc)
+    return replace(settings, **c)
+
+
+def _panel_settings(p, beam):
+    """The settings of an Experiment's first panel: a CUSTOM frame with its corner as pix0."""
+    f = _frame_values(p, beam)
+    thick = p.thickness > 0 and p.mu > 0
+    return dict(convention="CUSTOM", fdet=tuple(p.fast), sdet=tuple(p.slow), odet=tuple(p.normal),
+                pix0=tuple(p.origin), pivot="pix0", pixel_size=p.pixel_size, fpixels=p.fpixels, spixels=p.spixels,
+                detsize_f=p.pixel_size * p.fpixels, detsize_s=p.pixel_size * p.spixels,
+                detector_thick=p.thickness if thick else 0.0, detector_mu=p.mu if thick else -1.0,
+                distance=f["distance"], Xbeam=f["Fbeam"], Ybeam=f["Sbeam"], Xclose=f["Fclose"], Yclose=f["Sclose"])
 
 
 def _space_group(v):
@@ -149,8 +146,6 @@ def rendered_panels(v):
 
 def panel_header_fields(v, det):
     """Each panel's SMV header: its own distance, beam centre, near point and DIALS origin."""
-    from dataclasses import replace
-
     from .outputs import header_fields
 
     geo = det.geometry()
@@ -172,7 +167,6 @@ def dataset_experiments(base, plan):
     series is one experiment whose scan has one image per frame; serial stills are one experiment
     per still, each with its own crystal orientation (and no goniometer or scan)."""
     import tempfile
-    from dataclasses import replace
 
     from .cli import load_settings
     from .resolve import Resolved

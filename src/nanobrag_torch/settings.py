@@ -217,38 +217,32 @@ def size_options(argv):
     return found
 
 
-def apply_header(v, smv, is_mask):
-    """Take detector geometry from an SMV header (nanoBragg's -mask / -img ingestion)."""
-    v.fpixels, v.spixels = smv.width, smv.height
+def with_header(settings: Settings, smv, is_mask: bool) -> Settings:
+    """The settings with the detector geometry of an SMV header (nanoBragg's -mask / -img
+    ingestion, before the options), as a new object."""
     val = smv.value("PIXEL_SIZE")
-    if val is not None:
-        v.pixel_size = val / 1000.0
-    v.detsize_f = v.pixel_size * v.fpixels
-    v.detsize_s = v.pixel_size * v.spixels
+    pixel_size = settings.pixel_size if val is None else val / 1000.0
+    c = dict(fpixels=smv.width, spixels=smv.height, pixel_size=pixel_size, detsize_f=pixel_size * smv.width,
+             detsize_s=pixel_size * smv.height)
     for key, attr, scale in (("DISTANCE", "distance", 1e-3), ("CLOSE_DISTANCE", "close_distance", 1e-3),
-                             ("WAVELENGTH", "lambda0", 1e-10), ("BEAM_CENTER_X", "Xbeam", 1e-3)):
+                             ("WAVELENGTH", "lambda0", 1e-10), ("BEAM_CENTER_X", "Xbeam", 1e-3), ("ORGX", "ORGX", 1.0),
+                             ("ORGY", "ORGY", 1.0), ("PHI", "phi0", 1 / RTD), ("OSC_RANGE", "osc", 1 / RTD)):
         val = smv.value(key)
         if val is not None:
-            setattr(v, attr, val * scale)
+            c[attr] = val * scale
     val = smv.value("BEAM_CENTER_Y")
     if val is not None:
-        v.Ybeam = v.detsize_s - val / 1000.0 if is_mask else val / 1000.0
-    for key, attr, scale in (("ORGX", "ORGX", 1.0), ("ORGY", "ORGY", 1.0), ("PHI", "phi0", 1 / RTD),
-                             ("OSC_RANGE", "osc", 1 / RTD)):
-        val = smv.value(key)
-        if val is not None:
-            setattr(v, attr, val * scale)
+        c["Ybeam"] = c["detsize_s"] - val / 1000.0 if is_mask else val / 1000.0
     # nanoBragg also reads TWOTHETA here but stores it where nothing uses it
+    return dataclasses.replace(settings, **c)
 
 
-def parse(argv: list[str], preload=None) -> Settings:
-    """Apply nanoBragg's substring rules to argv (validated) and return the raw settings.
+def parse(argv: list[str], start: Settings | None = None) -> Settings:
+    """Apply nanoBragg's substring rules to argv (validated) and return the frozen Settings.
 
-    `preload(v)` runs first on the parser's working namespace: it applies -mask / -img headers
-    and an -expt file, which options then override. Returns the frozen Settings."""
-    v = scratch(Settings(), thaw=True)
-    if preload is not None:
-        preload(v)
+    start: the settings the options apply to (default: nanoBragg's defaults; the command line
+    passes them with -mask / -img headers and an -expt file applied, which options override)."""
+    v = scratch(start or Settings(), thaw=True)  # the parser's working copy
     n = len(argv)
     v.imgfile, v.maskfile = input_images(argv)
     for i, tok in enumerate(argv):

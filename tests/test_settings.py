@@ -66,6 +66,9 @@ def test_build_leaves_its_settings_unchanged_and_returns_a_frozen_resolved_stage
     assert run.steps == run.nsources * run.mosaic_domains * run.phisteps * run.oversample ** 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.oversample = 3
+    # arrays (shuffle table, cell vectors, structure factors) are left out of == and repr
+    assert run == dataclasses.replace(run) and run != dataclasses.replace(run, oversample=run.oversample + 1)
+    assert "rng_table" not in repr(run)
 
 
 def test_a_changed_setting_is_a_new_object_and_builds_its_own_simulation(tmp_path, monkeypatch):

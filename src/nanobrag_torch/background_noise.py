@@ -14,13 +14,14 @@ from . import amorphous, detector_model
 from .cnum import atof, atoi
 from .errors import UsageError
 from .io.stol import read_stol
+from .settings import Settings
 
 BACKGROUND_OPTIONS = ("background", "background_thick", "background_density", "background_MW")
 DETECTOR_OPTIONS = ("psf", "psf_fwhm", "psf_radius", "readout_noise", "flicker", "calibration", "calib_seed",
                     "gain")
 
 
-def with_options(v, argv):
+def with_options(v: Settings, argv: list[str]) -> Settings:
     """The settings `v` with the options read into background (dict or None), detector_model
     (or None) and calib_seed (a new object: settings are frozen)."""
     seen = {}

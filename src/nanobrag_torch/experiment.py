@@ -10,7 +10,7 @@ Writing: `experiment_from_settings` describes what a run simulated (after set-up
 from dataclasses import replace
 
 from .io.expt import Experiment, Panel
-from .settings import RTD
+from .settings import RTD, Settings
 
 
 def _dot(a, b):
@@ -29,7 +29,7 @@ def _frame_values(panel, beam):
             "Sclose": -_dot(panel.origin, panel.slow)}
 
 
-def with_experiment(settings, exp):
+def with_experiment(settings: Settings, exp: Experiment) -> Settings:
     """The settings with an Experiment's geometry (before the options are parsed), as a new object."""
     c = dict(expt=exp)
     if exp.beam is not None:

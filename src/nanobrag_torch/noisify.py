@@ -117,7 +117,7 @@ def _rules():
 RULES = _rules()
 
 
-def parse(argv):
+def parse(argv: list[str]) -> NoisifySettings:
     def positional(tok):
         return "floatimage.bin" in tok  # the C takes such a bare argument as the input image
 
@@ -147,7 +147,7 @@ def _read_header(path):
         return handle.read(smv.header_bytes), smv
 
 
-def with_dimensions(settings, file_pixels, say):
+def with_dimensions(settings: NoisifySettings, file_pixels: int, say) -> NoisifySettings:
     """The settings with the detector size as noisify.c settles it: -header, -detpixels, else
     guessed from the file (a new object)."""
     v = scratch(settings)

@@ -253,7 +253,7 @@ for _add in (_geometry_rules, _beam_rules, _file_rules):
     _add(RULES)
 
 
-def parse(argv):
+def parse(argv: list[str]) -> NonBraggSettings:
     """Validated, C-resolved settings of a nonBragg command line (SI units)."""
     validate(argv, VOCABULARY)
     v = RULES.apply(scratch(NonBraggSettings(), thaw=True), argv)  # the parser's working copy
@@ -395,7 +395,7 @@ def _geometry_back(v, geo):
         ("Ybeam", "Sbeam"), ("distance", "distance"))})
 
 
-def simulate(v, say, progress=None):
+def simulate(v: NonBraggSettings, say, progress=None) -> tuple:
     """Render for resolved settings `v`: (float image (float64 tensor), solid-angle sum, the
     settings with the placed detector's beam centre, distances and divergence steps)."""
     from .setup import pick_device

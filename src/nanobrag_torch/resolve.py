@@ -5,11 +5,12 @@ pixel count, beam centre per convention, step counts vs ranges) come out the sam
 """
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from .errors import UsageError
 from .geometry.conventions import CONVENTIONS, default_beam_centre
-from .settings import RTD, Settings, Vec3
+from .settings import RTD, Settings, Vec3, array_field
 
 
 @dataclass(frozen=True)
@@ -21,19 +22,19 @@ class Resolved(Settings):
 
     vert: Vec3 = (0.0, 0.0, 0.0)  # beam x polarization vector: the vertical divergence axis
     panel_count: int = 1
-    rng_table: Any = None  # the shuffle table shared by the run's seeds (misset, mosaic, noise)
+    rng_table: Any = array_field()  # the shuffle table shared by the run's seeds (misset, mosaic, noise)
     geo: dict | None = None  # the rotated detector frame (Detector.geometry() as floats)
     dials_origin: Vec3 = (0.0, 0.0, 0.0)  # pix0 in DIALS' frame (mm)
-    real: Any = None  # real-space cell vectors (3x3 numpy, A, rows a, b, c)
-    recip: Any = None  # reciprocal cell vectors (3x3 numpy, 1/A)
+    real: Any = array_field()  # real-space cell vectors (3x3 numpy, A, rows a, b, c)
+    recip: Any = array_field()  # reciprocal cell vectors (3x3 numpy, 1/A)
     volume: float = 0.0  # cell volume (A^3)
-    lattice_definition: dict | None = None  # the cell/matrix/misset the lattice was computed from
+    lattice_definition: dict | None = array_field()  # the cell/matrix/misset the lattice was computed from
     nsources: int = 0
     divsteps: int = -1
     source_weights_used: bool = True  # False: a -sourcefile's weights are ignored, as in nanoBragg.c
     steps: int = 1  # sources x mosaic domains x phi steps x oversample^2 (the C's normalization)
-    structure_factors: Any = None  # the HKL grid (io.hkl) rendered
-    model_link: Any = None  # the -model structure whose atoms are refinable, or None
+    structure_factors: Any = array_field()  # the HKL grid (io.hkl) rendered
+    model_link: Any = array_field()  # the -model structure whose atoms are refinable, or None
 
 
 def _count(x, what):
@@ -52,7 +53,7 @@ def _unit(vec):
     return ([c / mag for c in vec], mag) if mag != 0 else ([0.0, 0.0, 0.0], 0.0)
 
 
-def detector_and_beam(v, say):
+def detector_and_beam(v: SimpleNamespace, say) -> None:
     """Detector size, fluence, beam centre and vectors from the conventions (on a working copy)."""
     if v.fpixels:
         v.detsize_f = v.pixel_size * v.fpixels
@@ -150,7 +151,7 @@ def _steps(count, rng, step, none_range=0.0, auto_range=1.0, single_range=None, 
     return count, rng, step
 
 
-def sampling(v, say):
+def sampling(v: SimpleNamespace, say) -> None:
     """Step counts of phi, divergence, dispersion, sensor layers and mosaic domains (on a working copy)."""
     # phi: its own rules (osc/2 half steps, a 1-degree default range)
     if v.phisteps < 0:

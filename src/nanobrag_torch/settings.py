@@ -16,9 +16,12 @@ from .cnum import atof, atoi
 
 RTD = 180.0 / math.pi
 NAN = float("nan")
-
-
 Vec3 = tuple[float, float, float]
+
+
+def array_field() -> dataclasses.Field:
+    """A field holding arrays or file contents: not compared (numpy's == is elementwise) nor shown in repr."""
+    return dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,10 @@ class Settings:
     modelfile: str | None = None
     anomalous: bool = False
     exptfile: str | None = None
-    expt: Any = None  # io.expt.Experiment read from -expt
+    expt: Any = array_field()  # io.expt.Experiment read from -expt
     expt_panels: tuple | None = None  # its panels (io.expt.Panel)
     expt_real: tuple | None = None  # its crystal's real-space vectors (A, rows a, b, c)
-    mask_image: Any = None  # -mask as a (spixels, fpixels) numpy array
+    mask_image: Any = array_field()  # -mask as a (spixels, fpixels) numpy array
     # outputs
     floatfile: str = "floatimage.bin"
     intfile: str = "intimage.img"
@@ -161,7 +164,7 @@ class Settings:
     # background and detector response (background_noise.py)
     water_size: float = 0.0
     background: dict | None = None
-    detector_model: Any = None
+    detector_model: Any = array_field()
     # this program's own
     dtype: str = "float64"
     device: str = "cpu"
@@ -176,7 +179,7 @@ def _frozen(value):
     return tuple(_frozen(x) for x in value) if isinstance(value, list) else value
 
 
-def freeze(cls, scratch):
+def freeze(cls: type, scratch: SimpleNamespace):
     """The frozen stage `cls` from a builder's working namespace; a name that `cls` does not
     declare is an error (every stage's fields are declared)."""
     names = {f.name for f in dataclasses.fields(cls)}
@@ -186,14 +189,14 @@ def freeze(cls, scratch):
     return cls(**{name: _frozen(value) for name, value in vars(scratch).items()})
 
 
-def scratch(stage, thaw=False):
+def scratch(stage, thaw: bool = False) -> SimpleNamespace:
     """A private working copy of a frozen stage, for the one function that makes the next stage
     from it (thaw: tuples as lists, for builders that change items in place)."""
     values = {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage)}
     return SimpleNamespace(**{name: list(x) if thaw and isinstance(x, tuple) else x for name, x in values.items()})
 
 
-def input_images(argv):
+def input_images(argv: list[str]) -> tuple[str | None, str | None]:
     """(-img file, -mask file): nanoBragg reads both headers before any other option."""
     img = mask = None
     for i, tok in enumerate(argv):
@@ -205,7 +208,7 @@ def input_images(argv):
     return img, mask
 
 
-def size_options(argv):
+def size_options(argv: list[str]) -> list[str]:
     """The options that set the detector's size, for messages about it ("-detpixels", "-img header")."""
     found = []
     for tok in argv:

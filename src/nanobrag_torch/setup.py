@@ -172,6 +172,9 @@ def resolve_inputs(v, say):
     check_roi_and_mask(v)
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
     structure = sfsource.load(v)  # -mtz, -cif_sf or -model; may supply the cell
+    cell = sfsource.file_cell(v, structure)
+    if cell is not None:
+        v.user_cell, v.cell = True, cell
     fdump_present = v.hklfile is None and structure is None and os.path.exists(v.dumpfile)
     if v.hklfile is None and structure is None and not fdump_present and v.default_F == 0.0:
         raise UsageError("no structure factors: give -hkl, -mtz, -cif_sf or -model FILE, or -default_F F "

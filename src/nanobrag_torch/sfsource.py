@@ -57,14 +57,22 @@ def load(v) -> Source | None:
         source = Source("-model", v.modelfile, model.cell, model=model)
     else:
         return None
-    given = v.user_cell or v.matfile is not None or getattr(v, "expt_real", None) is not None
-    if source.cell is None and not given:
+    if source.cell is None and not _crystal_given(v):
         raise InputFileError(f"{source.path}: the file has no unit cell; "
                              "give -cell a b c alpha beta gamma or -mat FILE")
-    if not given:
-        v.user_cell = True
-        v.cell = [*source.cell[:3], *(math.radians(x) for x in source.cell[3:])]
     return source
+
+
+def _crystal_given(v) -> bool:
+    return v.user_cell or v.matfile is not None or v.expt_real is not None
+
+
+def file_cell(v, source: Source | None) -> tuple | None:
+    """The -cell value (lengths in A, angles in radians) that a structure file supplies when the
+    command line gives no crystal (-cell, -mat, -expt), else None."""
+    if source is None or _crystal_given(v):
+        return None
+    return (*source.cell[:3], *(math.radians(x) for x in source.cell[3:]))
 
 
 def _user_cell(v):

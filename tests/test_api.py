@@ -147,6 +147,16 @@ def test_roi_image_and_pixel_list_match_full_image():
     assert torch.equal(sim.render_pixels(slow, fast), full[slow, fast])
 
 
+def test_simulation_roi_is_slow_then_fast_like_the_image():
+    args = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -detpixels 24"
+    sim = nb.from_args(args + " -roi 3 10 5 20")  # -roi xmin xmax ymin ymax, as nanoBragg reads it
+    assert sim.roi == ((5, 20), (3, 10))
+    full = nb.from_args(args).run()
+    image = sim.run()
+    assert torch.equal(image[5:21, 3:11], full[5:21, 3:11])
+    assert image.abs().sum() == image[5:21, 3:11].abs().sum() > 0
+
+
 def test_parameter_errors():
     sim = nb.from_args("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 8".split())
     with pytest.raises(ValueError, match="mosaic"):

@@ -321,7 +321,8 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
     mask = None
     if v.mask_image is not None:
         mask = torch.as_tensor(v.mask_image != 0, device=device)
-    roi = tuple(v.roi)
+    x0, x1, y0, y1 = v.roi
+    roi = ((y0, y1), (x0, x1))
     if v.panel_count > 1:
         from .experiment import multi_panel_detector, rendered_panels
         det = multi_panel_detector(v, dtype, device)

@@ -121,10 +121,12 @@ class Simulation(torch.nn.Module):
     shape, step counts) are its configuration, as layer sizes are for torch's own modules;
     `sim.to(device, dtype)` moves the models and the parameters. Differentiable end to end.
 
-    roi: (xmin, xmax, ymin, ymax) inclusive, like -roi; mask: (spixels, fpixels) bool, True =
-    render; term_budget: pixel x term evaluations per chunk (bounds memory); use_compile: None =
-    the compiled kernel for large runs without autograd, True/False force it; compat: "default"
-    and "c" keep nanoBragg.c's numeric quirks, "fixed" renders without them."""
+    roi: ((first row, last row), (first column, last column)) inclusive, (slow, fast) like the
+    image (the command line's -roi xmin xmax ymin ymax is ((ymin, ymax), (xmin, xmax)));
+    mask: (spixels, fpixels) bool, True = render; term_budget: pixel x term evaluations per chunk
+    (bounds memory); use_compile: None = the compiled kernel for large runs without autograd,
+    True/False force it; compat: "default" and "c" keep nanoBragg.c's numeric quirks, "fixed"
+    renders without them."""
 
     def __init__(self, detector, crystal, beam, sample=None, flags=None, roi=None, mask=None,
                  term_budget=DEFAULT_TERM_BUDGET, use_compile=None, compat="default"):
@@ -401,13 +403,19 @@ class Simulation(torch.nn.Module):
         fast = cols.repeat(rows.numel())
         return self.render_pixels(slow, fast).reshape(rows.numel(), cols.numel())
 
+    def rendered_ranges(self):
+        """(rows, columns): the slow and fast indices that run() renders (the ROI, clipped to the detector)."""
+        d = self.detector
+        (ymin, ymax), (xmin, xmax) = self.roi or ((0, d.spixels - 1), (0, d.fpixels - 1))
+        rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=d.device)
+        cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=d.device)
+        return rows, cols
+
     def run(self, progress=None):
         """Whole image (spixels, fpixels); pixels outside the ROI or masked stay 0."""
         d = self.detector
         dev = d.device
-        xmin, xmax, ymin, ymax = self.roi or (0, d.fpixels, 0, d.spixels)
-        rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=dev)
-        cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=dev)
+        rows, cols = self.rendered_ranges()
         inputs = self.inputs()
         state = self.new_state(inputs)
         image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)

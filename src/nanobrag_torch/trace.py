@@ -15,10 +15,7 @@ from .physics import polarization_factor, sincg
 
 def run_order(sim):
     """(slow, fast) of every rendered pixel in the order Simulation.run renders them."""
-    d = sim.detector
-    xmin, xmax, ymin, ymax = sim.roi or (0, d.fpixels, 0, d.spixels)
-    rows = torch.arange(max(ymin, 0), min(ymax, d.spixels - 1) + 1, device=d.device)
-    cols = torch.arange(max(xmin, 0), min(xmax, d.fpixels - 1) + 1, device=d.device)
+    rows, cols = sim.rendered_ranges()
     slow, fast = rows.repeat_interleave(cols.numel()), cols.repeat(rows.numel())
     if sim.mask is not None:
         keep = sim.mask[slow, fast]

@@ -174,9 +174,7 @@ def tune(sim, frames: int) -> None:
     from ..simulator import COMPILE_MIN_WORK, FUSED_BUDGET_FACTOR, compile_available
 
     d = sim.detector
-    x0, x1, y0, y1 = sim.roi or (0, d.fpixels - 1, 0, d.spixels - 1)
-    cols = min(x1, d.fpixels - 1) - max(x0, 0) + 1
-    rows = min(y1, d.spixels - 1) - max(y0, 0) + 1
+    rows, cols = (r.numel() for r in sim.rendered_ranges())
     terms = sim.terms_per_pixel()
     if sim.use_compile is None and frames * d.spixels * d.fpixels * terms >= COMPILE_MIN_WORK and compile_available():
         sim.use_compile = True

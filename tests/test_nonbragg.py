@@ -102,7 +102,7 @@ def test_compiled_loop_equals_the_torch_path():
                    Sclose=1e-2)
     src = np.array([[-10.0, 0.0, 0.0], [-10.0, 0.01, -0.02]])
     args = (det, src, np.array([1.0, 0.5]), np.array([1e-10, 1.1e-10]), amorphous.AmorphousSample(table, 1e15), 1e22)
-    kw = dict(kahn=0.7, polar_axis=(0.0, 0.0, 1.0), roi=(1, 7, 0, 5))
+    kw = dict(kahn=0.7, polar_axis=(0.0, 0.0, 1.0), roi=((0, 5), (1, 7)))  # rows 0..5, columns 1..7
     with torch.no_grad():
         fast, om_fast = amorphous.render_background(*args, **kw)
     assert amorphous.compiled_path_applies(det, [], 0.7)

@@ -150,9 +150,10 @@ def background_terms(detector, geo, slow, fast, incident, wavelengths, intensiti
 def render_background(detector, sources, intensities, wavelengths, sample, fluence, kahn=0.0,
                       nopolar=False, polar_axis=(0.0, 0.0, 1.0), roi=None, progress=None):
     """Photons/pixel (spixels, fpixels) of amorphous scattering; 0 outside the inclusive ROI
-    (xmin, xmax, ymin, ymax).  `sources` (S, 3) are positions (or directions) from the sample
-    towards each source; `intensities` (S,) their weights (nonBragg: 1 each), `wavelengths` (S,)
-    in metres.  Returns (image, solid-angle sum over rendered sub-pixels)."""
+    ((first row, last row), (first column, last column)), (slow, fast) like the image.
+    `sources` (S, 3) are positions (or directions) from the sample towards each source;
+    `intensities` (S,) their weights (nonBragg: 1 each), `wavelengths` (S,) in metres.
+    Returns (image, solid-angle sum over rendered sub-pixels)."""
     t = detector.t
     geo = detector.geometry()
     towards, _ = unitize(t(sources))
@@ -160,7 +161,7 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
     wl, weights = t(wavelengths), t(intensities)
     axis, _ = unitize(t(polar_axis))
     image = torch.zeros(detector.spixels, detector.fpixels, dtype=detector.dtype, device=detector.device)
-    x0, x1, y0, y1 = roi if roi is not None else (0, detector.fpixels - 1, 0, detector.spixels - 1)
+    (y0, y1), (x0, x1) = roi if roi is not None else ((0, detector.spixels - 1), (0, detector.fpixels - 1))
     rows = torch.arange(max(y0, 0), min(y1, detector.spixels - 1) + 1, device=detector.device)
     cols = torch.arange(max(x0, 0), min(x1, detector.fpixels - 1) + 1, device=detector.device)
     steps = wl.numel() * detector.oversample ** 2

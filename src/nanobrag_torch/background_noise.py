@@ -14,7 +14,7 @@ from . import amorphous, detector_model
 from .cnum import atof, atoi
 from .errors import UsageError
 from .io.stol import read_stol
-from .settings import Settings
+from .settings import Settings, roi_ranges
 
 BACKGROUND_OPTIONS = ("background", "background_thick", "background_density", "background_MW")
 DETECTOR_OPTIONS = ("psf", "psf_fwhm", "psf_radius", "readout_noise", "flicker", "calibration", "calib_seed",
@@ -70,7 +70,7 @@ def background_image(v, sim, say=None):
         beam.weights.detach().to("cpu", torch.float64) * n / beam.weights.detach().sum().cpu()
     image, _ = amorphous.render_background(
         detector, beam.source_dirs, weights, beam.wavelengths, amorphous.AmorphousSample(table, molecules),
-        v.fluence, kahn=v.polarization, nopolar=v.nopolar, polar_axis=v.polar_vector, roi=tuple(v.roi))
+        v.fluence, kahn=v.polarization, nopolar=v.nopolar, polar_axis=v.polar_vector, roi=roi_ranges(v.roi))
     if getattr(v, "mask_image", None) is not None:
         image = image * torch.as_tensor(v.mask_image != 0, device=image.device)
     return image

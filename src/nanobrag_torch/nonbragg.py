@@ -15,7 +15,7 @@ from .io.stol import read_stol
 from .models import Detector
 from .options import F, I, S
 from .outputs import statistics, write_all
-from .settings import RTD, Vec3, freeze, scratch
+from .settings import RTD, Vec3, freeze, roi_ranges, scratch
 
 USAGE = """usage: nonBragg -stol water.stol [options]
 Options follow nonBragg.c (see README): -thick -samplesize -density -MW -molecules -distance
@@ -414,7 +414,7 @@ def simulate(v: NonBraggSettings, say, progress=None) -> tuple:
     sample = amorphous.AmorphousSample(table, v.molecules)
     image, omega_sum = amorphous.render_background(
         detector, positions, intensities, wavelengths, sample, v.fluence, kahn=v.polarization, nopolar=v.nopolar,
-        polar_axis=v.polar_vector, roi=tuple(v.roi), progress=progress)
+        polar_axis=v.polar_vector, roi=roi_ranges(v.roi), progress=progress)
     return image, omega_sum, v
 
 

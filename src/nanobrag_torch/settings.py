@@ -196,6 +196,13 @@ def scratch(stage, thaw: bool = False) -> SimpleNamespace:
     return SimpleNamespace(**{name: list(x) if thaw and isinstance(x, tuple) else x for name, x in values.items()})
 
 
+def roi_ranges(roi) -> tuple[tuple[int, int], tuple[int, int]]:
+    """-roi's (xmin, xmax, ymin, ymax) as the (slow, fast) ranges ((ymin, ymax), (xmin, xmax))
+    that the Python API takes, like the image tensor's axes."""
+    x0, x1, y0, y1 = roi
+    return (y0, y1), (x0, x1)
+
+
 def input_images(argv: list[str]) -> tuple[str | None, str | None]:
     """(-img file, -mask file): nanoBragg reads both headers before any other option."""
     img = mask = None

@@ -18,7 +18,7 @@ from .lattice import cell_parameters, lattice_vectors
 from .models import Beam, Crystal, Detector, Sample
 from .models.sample import AVOGADRO
 from .resolve import Resolved, detector_and_beam, sampling
-from .settings import RTD, Settings, freeze, scratch
+from .settings import RTD, Settings, freeze, roi_ranges, scratch
 from .simulator import Simulation, recommended_oversample
 from .sources import divergence_grid, source_directions
 
@@ -321,8 +321,7 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
     mask = None
     if v.mask_image is not None:
         mask = torch.as_tensor(v.mask_image != 0, device=device)
-    x0, x1, y0, y1 = v.roi
-    roi = ((y0, y1), (x0, x1))
+    roi = roi_ranges(v.roi)
     if v.panel_count > 1:
         from .experiment import multi_panel_detector, rendered_panels
         det = multi_panel_detector(v, dtype, device)

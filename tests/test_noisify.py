@@ -96,3 +96,39 @@ def test_compiled_spread_equals_the_torch_path(kind, radius):
         fast = dm.apply_psf(img, kind, 1.7, radius)
     slow = dm.apply_psf(img.clone().requires_grad_(), kind, 1.7, radius)
     assert torch.allclose(fast, slow.detach(), rtol=1e-12, atol=1e-12)
+
+
+def _c_order_psf(img, radii, kernel, lost):
+    """noisify.c's spread loop written plainly: each source pixel in index order scatters into a
+    float32 buffer (rounding at every add); x == W is allowed and lands on the next row."""
+    h, w = img.shape
+    big = kernel.shape[0] // 2
+    out = np.zeros(h * w + 1, dtype=np.float32)
+    for i in range(h * w):
+        y0, x0 = divmod(i, w)
+        if img[y0, x0] <= 0.0:
+            continue
+        for dx in range(-big, big + 1):
+            for dy in range(-big, big + 1):
+                k, x, y = kernel[dy + big, dx + big], x0 + dx, y0 + dy
+                if k == 0.0 or dx * dx + dy * dy > radii[y0, x0] ** 2 or not (0 <= x <= w and 0 <= y <= h):
+                    continue
+                if y * w + x <= h * w:
+                    out[y * w + x] = np.float32(float(out[y * w + x]) + float(img[y0, x0]) * k)
+    return (out[:h * w].astype(np.float64) + lost / (h * w)).astype(np.float32).reshape(h, w)
+
+
+@pytest.mark.parametrize("kind, radius", [("gauss", 0), ("fiber", 3)])
+def test_c_rounding_psf_is_the_c_loop_bit_for_bit(kind, radius):
+    """With the C's rounding (noisify, detector options) the spread adds in the C's source order
+    into float32, row 0 taking no spill and the last spill dropped: the same float32 values."""
+    gen = np.random.default_rng(4)
+    img = gen.poisson(gen.uniform(0, 40, (23, 17))).astype(np.float64)
+    img[5, 16], img[22, 16], img[0, 0], img[3, 3] = 5000.0, 900.0, 700.0, 0.0
+    fwhm = 1.7
+    _, radii = dm.psf_radii(kind, img, fwhm, radius, 23)
+    kernel = dm.psf_kernel(kind, fwhm, int(radii.max())).numpy()
+    lost = dm._lost_photons(kind, torch.from_numpy(img), torch.from_numpy(radii.astype(np.float64)), fwhm).numpy()
+    lost = float(np.cumsum(np.where(img > 0, lost, 0.0))[-1])
+    got = dm.apply_psf(torch.from_numpy(img), kind, fwhm, radius, c_rounding=True).to(torch.float32).numpy()
+    assert np.array_equal(got, _c_order_psf(img, radii, kernel, lost))

@@ -105,27 +105,57 @@ def render(geo, incident, e_b, wavelengths, weights, table, anchor, coefficients
 
 
 def _spread(image, radii, kernel, levels, ext):
-    """noisify's PSF spread as a gather (race-free in parallel): ext[y, x] (y <= H, x <= W) sums
-    kernel[dy, dx] * image[y - dy, x - dx] over taps whose distance level the source's radius reaches."""
+    """noisify's PSF spread as a gather (race-free in parallel): ext[y, x] (y <= H, x <= W; zeros
+    on entry) sums kernel[dy, dx] * image[y - dy, x - dx] over taps whose distance level the
+    source's radius reaches.  Tap-major along each output row (each pixel still sums its taps
+    in the same order), so the inner loop over x is a vectorizable masked multiply-add."""
     h, w = image.shape
     big = kernel.shape[0] // 2
     for y in _prange(h + 1):
-        for x in range(w + 1):
-            acc = 0.0
-            for i in range(kernel.shape[0]):
-                sy = y - (i - big)
-                if sy < 0 or sy >= h:
+        out = ext[y]
+        for i in range(kernel.shape[0]):
+            sy = y - (i - big)
+            if sy < 0 or sy >= h:
+                continue
+            source, reach = image[sy], radii[sy]
+            for j in range(kernel.shape[1]):
+                k = kernel[i, j]
+                if k == 0.0:
                     continue
-                for j in range(kernel.shape[1]):
-                    k = kernel[i, j]
-                    sx = x - (j - big)
-                    if k == 0.0 or sx < 0 or sx >= w:
-                        continue
-                    if radii[sy, sx] >= levels[i, j]:
-                        acc += k * image[sy, sx]
-            ext[y, x] = acc
+                level, dx = levels[i, j], j - big
+                for x in range(max(dx, 0), min(w + dx, w + 1)):
+                    value = k * source[x - dx]  # loaded unconditionally: the add becomes a select
+                    r = reach[x - dx]
+                    out[x] += value if r >= level else 0.0
+
+
+def _spread_c_order(image, radii, taps, weights, out):
+    """noisify.c's PSF spread bit for bit into the float32 (H, W) `out` (zeros on entry): each
+    pixel adds its sources' kernel[dy, dx] * image[source] in the C's order (source index
+    ascending: taps sorted by dy * W + dx descending), rounding to float32 at every add as the
+    C's float buffer does; spill past the right edge lands at the next row's start."""
+    h, w = image.shape
+    for y in _prange(h):
+        acc = out[y]
+        for t in range(taps.shape[0]):
+            dy, dx, level, k = taps[t, 0], taps[t, 1], taps[t, 2], weights[t]
+            sy = y - dy
+            if 0 <= sy < h:
+                source, reach = image[sy], radii[sy]
+                for x in range(max(dx, 0), min(w, w + dx)):
+                    value = acc[x] + k * source[x - dx]  # loaded unconditionally: a select below
+                    r = reach[x - dx]
+                    acc[x] = value if r >= level else acc[x]
+            # x == W of the row above (never above row 0) lands here: from that row's last pixels
+            if dx >= 1 and y >= 1 and 1 <= sy <= h and radii[sy - 1, w - dx] >= level:
+                acc[0] = acc[0] + k * image[sy - 1, w - dx]
 
 
 def compiled_spread():
     """The compiled PSF gather, or None without numba."""
     return _jit("_spread")
+
+
+def compiled_spread_c_order():
+    """The compiled C-order PSF spread, or None without numba."""
+    return _jit("_spread_c_order")

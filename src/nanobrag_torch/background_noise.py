@@ -47,7 +47,7 @@ def with_options(v: Settings, argv: list[str]) -> Settings:
             gain=atof(seen.get("gain", "1")), adc_offset=v.adc_offset,
             readout_noise=atof(seen.get("readout_noise", "0")),
             flicker=atof(seen.get("flicker", "0")), calibration=atof(seen.get("calibration", "0.03")),
-            psf=psf if fwhm_m > 0 else None, psf_fwhm_px=fwhm_m / v.pixel_size,
+            psf=psf if fwhm_m > 0 else None, psf_fwhm_px=detector_model.fwhm_pixels(fwhm_m, v.pixel_size),
             psf_radius=atoi(seen.get("psf_radius", "0")))
     return dataclasses.replace(v, background=background, detector_model=model, calib_seed=calib_seed)
 

@@ -7,6 +7,7 @@ applies the whole model to one float image (photons/pixel) and is what nanoBragg
 options and datasets call per frame.
 """
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,11 @@ class DetectorModel:
     @property
     def has_psf(self):
         return self.psf in ("gauss", "fiber") and _number(self.psf_fwhm_px) > 0.0
+
+
+def fwhm_pixels(fwhm_m, pixel_m):
+    """The PSF width in pixels as noisify.c computes it: it keeps the width (m) in a float."""
+    return float(np.float32(fwhm_m)) / pixel_m
 
 
 def _number(x):
@@ -141,15 +147,20 @@ def apply_psf(image, kind, fwhm_px, radius=0, say=None, c_rounding=False):
     if radius <= 0:
         say("  auto-selected psf_radius = %d pixels" % kernel_radius)
     kernel = psf_kernel(kind, fwhm, kernel_radius, image.dtype, image.device)
+    grad = torch.is_grad_enabled() and (image.requires_grad or kernel.requires_grad)
+    compiled = int((kernel != 0).sum()) <= COMPILED_MAX_TAPS and image.device.type == "cpu" and not grad \
+        and _compiled_spread() is not None
+    if c_rounding and compiled:
+        out, lost = _spread_c_order(kind, values, radii, kernel.numpy(), float(fwhm))
+        say("adding back %g lost photons" % lost)
+        return torch.as_tensor(out + lost / (h * w), dtype=image.dtype)
     lit = torch.as_tensor(values > 0.0, device=image.device)
     r_t = torch.as_tensor(radii, dtype=image.dtype, device=image.device)
     lost = torch.where(lit, _lost_photons(kind, image, r_t, fwhm), torch.zeros_like(image)).sum()
     weights = torch.as_tensor(np.where(values > 0.0, radii, -1), device=image.device)
-    grad = torch.is_grad_enabled() and (image.requires_grad or kernel.requires_grad)
-    taps = int((kernel != 0).sum())
-    if taps <= COMPILED_MAX_TAPS and not grad and image.device.type == "cpu" and _compiled_spread() is not None:
+    if compiled:
         ext = _spread_compiled(image, weights, kernel)
-    elif taps <= DIRECT_MAX_TAPS:
+    elif int((kernel != 0).sum()) <= DIRECT_MAX_TAPS:
         ext = _spread_by_taps(image, weights, kernel)
     else:
         ext = _spread_by_fft(image, weights, kernel, radii[values > 0.0])
@@ -199,6 +210,27 @@ def _spread_compiled(image, radii, kernel):
     _compiled_spread()(image.detach().to(torch.float64).numpy(), radii.to("cpu").numpy().astype(np.int64),
                        kernel.detach().to(torch.float64).numpy(), levels, ext)
     return torch.as_tensor(ext, dtype=image.dtype)
+
+
+def _spread_c_order(kind, values, radii, kernel, fwhm):
+    """(spread image as the C's float buffer holds it, lost photons summed in the C's order)
+    from float64 numpy values and per-pixel radii (CPU, no gradient)."""
+    from .amorphous_kernel import compiled_spread_c_order
+
+    h, w = values.shape
+    big = kernel.shape[0] // 2
+    dy, dx = (a.ravel() for a in np.meshgrid(np.arange(-big, big + 1), np.arange(-big, big + 1), indexing="ij"))
+    keep = kernel.ravel() != 0.0
+    dy, dx, weights = dy[keep], dx[keep], kernel.ravel()[keep]
+    order = np.argsort(-(dy * w + dx), kind="stable")  # source index ascending, as the C visits them
+    levels = np.ceil(np.sqrt(dy * dy + dx * dx)).astype(np.int64)
+    taps = np.ascontiguousarray(np.stack([dy, dx, levels], 1)[order])
+    lit = values > 0.0
+    out = np.zeros((h, w), dtype=np.float32)
+    compiled_spread_c_order()(values, np.where(lit, radii, -1).astype(np.int64), taps,
+                              np.ascontiguousarray(weights[order]), out)
+    lost = _lost_photons(kind, torch.from_numpy(values), torch.from_numpy(radii.astype(np.float64)), fwhm).numpy()
+    return out.astype(np.float64), float(np.cumsum(np.where(lit, lost, 0.0).ravel())[-1]) if lost.size else 0.0
 
 
 def _spread_by_fft(image, radii, kernel, lit_radii):
@@ -266,12 +298,16 @@ def expected_adu(image, model, scale=1.0):
     return photons * model.gain + model.adc_offset
 
 
+def photon_values(image, scale=1.0):
+    """Photons/pixel as the C's float buffer holds them: float32 values in a float64 tensor."""
+    return (torch.as_tensor(image, dtype=torch.float64) * scale).to(torch.float32).to(torch.float64)
+
+
 def noiseless_response(image, model, scale=1.0, noise=True, say=None):
     """(photons/pixel as float32 values in float64 numpy, noiseless ADU image).  Without noise the
     PSF is applied here (as the C does when no noise image will carry it)."""
     say = say or (lambda text: None)
-    img = torch.as_tensor(image, dtype=torch.float64)
-    photons = (img * scale).to(torch.float32).to(torch.float64)
+    photons = photon_values(image, scale)
     if not noise and model.has_psf:
         say("  applying PSF to noiseless image width = %g pixels" % _number(model.psf_fwhm_px))
         photons = apply_psf(photons, model.psf, model.psf_fwhm_px, model.psf_radius, say, True).to(torch.float32)
@@ -279,18 +315,41 @@ def noiseless_response(image, model, scale=1.0, noise=True, say=None):
     return base, _noiseless(base, model)
 
 
-def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None):
+class NoiseDraws:
+    """One image's sequential draws (photon counts, then the read-out Gaussians) on a worker
+    thread, started at once: the compiled loops release the GIL, so the caller can write files
+    or apply the PSF meanwhile.  The parallel preparation runs here, in the caller's thread."""
+
+    def __init__(self, photons, model, seed, calib_seed=123456789):
+        streams = rng.SharedStreams(seed, calib_seed)
+        draw = streams.photon_draws(np.asarray(photons, dtype=np.float32), model.flicker, model.calibration)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
+        self._counts = pool.submit(draw)  # the Gaussians continue the same stream: same worker, after
+        self._readout = pool.submit(streams.gaussians, np.size(photons)) if model.readout_noise > 0.0 else None
+        pool.shutdown(wait=False)  # the worker ends after these two
+
+    def counts(self):
+        """(counts, their sum), waiting for the draws."""
+        return self._counts.result()
+
+    def readout(self, shape):
+        """The unit read-out Gaussians (shape), or None without read-out noise."""
+        return None if self._readout is None else self._readout.result().reshape(shape)
+
+
+def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None, draws=None):
     """Shot noise (after flicker and calibration error), PSF, gain, offset and read-out noise on
-    photons/pixel (float64 numpy of float32 values): (counts after the PSF, ADU image, overloads)."""
+    photons/pixel (float64 numpy of float32 values): (counts after the PSF, ADU image, overloads).
+    `draws`: NoiseDraws already started for these photons and seeds."""
     say = say or (lambda text: None)
-    streams = rng.SharedStreams(seed, calib_seed)
-    counts, total = streams.photon_counts(photons.astype(np.float32), model.flicker, model.calibration)
+    draws = draws or NoiseDraws(photons, model, seed, calib_seed)
+    counts, total = draws.counts()
     if model.has_psf:
         say("%.0f photons on noise image before PSF" % total)
         say("  applying PSF width = %s" % (psf_label or "%g pixels" % _number(model.psf_fwhm_px)))
         blurred = apply_psf(torch.from_numpy(counts), model.psf, model.psf_fwhm_px, model.psf_radius, say, True)
         counts = blurred.to(torch.float32).to(torch.float64).numpy()
-    readout = streams.gaussians(counts.size).reshape(counts.shape) if model.readout_noise > 0.0 else None
+    readout = draws.readout(counts.shape)
     noisy, overloads = to_pixels(counts, model, readout)
     return counts, noisy, overloads
 

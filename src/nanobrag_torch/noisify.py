@@ -223,7 +223,8 @@ def _pgm(pixels, width, height):
 def model_of(v):
     return detector_model.DetectorModel(
         gain=v.gain, adc_offset=v.adc, readout_noise=v.readout, flicker=v.flicker, calibration=v.calibration,
-        psf=v.psf if v.psf_fwhm > 0.0 else None, psf_fwhm_px=v.psf_fwhm / v.pixel, psf_radius=int(v.psf_radius),
+        psf=v.psf if v.psf_fwhm > 0.0 else None, psf_fwhm_px=detector_model.fwhm_pixels(v.psf_fwhm, v.pixel),
+        psf_radius=int(v.psf_radius),
         bits=v.bits)
 
 
@@ -250,6 +251,10 @@ def run(argv, out=None):
     max_i = max(float(image.max()), 0.0)
     say("maximum value in input file: %g ( %g on photon scale)" % (max_i, max_i * scale))
     model = model_of(v)
+    draws = None  # the sequential noise draws run on a worker while the noiseless images are written
+    if v.calculate_noise:
+        draws = detector_model.NoiseDraws(detector_model.photon_values(image, scale).numpy(), model, v.seed,
+                                          v.calib_seed)
     photons, noiseless = detector_model.noiseless_response(image, model, scale, v.calculate_noise, say)
     header = _smv_header(v)
     say("writing %s as %d %d-byte integers" % (v.intfile, image.size, v.bits // 8))
@@ -261,7 +266,7 @@ def run(argv, out=None):
             handle.write(_pgm(ints16, v.xpixels, v.ypixels))
     if v.calculate_noise:
         counts, noisy, overloads = detector_model.noisy_response(photons, model, v.seed, v.calib_seed, say,
-                                                                 "%g um" % (v.psf_fwhm * 1e6))
+                                                                 "%g um" % (v.psf_fwhm * 1e6), draws)
         say("%.0f photons on noise image (%d overloads)" % (float(counts.sum()), overloads))
         say("writing %s as %d-byte integers" % (v.noisefile, v.bits // 8))
         write_raw_smv(v.noisefile, header, noisy)

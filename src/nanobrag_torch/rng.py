@@ -236,6 +236,13 @@ def poisson_counts(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, cal
     """Poisson deviates (float64, zero elsewhere) of the flat float32 `means` at the indices of
     each [starts[r], stops[r]) in order, drawn from one C stream (seed variable sd, shuffle
     table tab, statics ps) exactly as the C's loops draw them (_poisson_run); and their sum."""
+    return poisson_draws(means, starts, stops, sd, tab, ps, csd, flicker, calibration)()
+
+
+def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
+    """poisson_counts in two steps: the parallel preparation now, the sequential draws when the
+    returned function is called (from any thread: it launches no parallel kernel and releases
+    the GIL, so other work can run meanwhile)."""
     means = np.ascontiguousarray(means, dtype=np.float32).ravel()
     scaled = flicker > 0.0 or calibration > 0.0
     setup = np.zeros((0 if scaled else means.size, 3))
@@ -246,10 +253,14 @@ def poisson_counts(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, cal
     # ln Gamma of integer deviates up to well past the largest mean (rarer ones are computed)
     lgam = np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
     out = np.zeros(means.size)
-    total = _impl("_poisson_run")(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd,
-                                  sd if csd is None else csd, tab, ps, setup, lgam, float(flicker),
-                                  float(calibration), out)
-    return out, float(total)
+    run = _impl("_poisson_run")
+
+    def draw():
+        total = run(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd, sd if csd is None else csd,
+                    tab, ps, setup, lgam, float(flicker), float(calibration), out)
+        return out, float(total)
+
+    return draw
 
 
 _NOISE_JIT = [None, False]  # [compiled scope, built?]
@@ -435,9 +446,18 @@ class SharedStreams:
     def photon_counts(self, photons, flicker, calibration):
         """Poisson counts (float64 array) of the float32 photon image, pixel order, after the
         flicker and calibration factors; and their sum."""
+        return self.photon_draws(photons, flicker, calibration)()
+
+    def photon_draws(self, photons, flicker, calibration):
+        """photon_counts as poisson_draws splits it: prepared now, drawn when called."""
         flat = np.ascontiguousarray(photons, dtype=np.float32).ravel()
-        out, total = poisson_counts(flat, [0], [flat.size], self.sd, self.tab, self.ps, self.csd, flicker, calibration)
-        return out.reshape(np.shape(photons)), float(total)
+        draw = poisson_draws(flat, [0], [flat.size], self.sd, self.tab, self.ps, self.csd, flicker, calibration)
+
+        def counts():
+            out, total = draw()
+            return out.reshape(np.shape(photons)), total
+
+        return counts
 
     def gaussians(self, n):
         out = np.zeros(int(n), dtype=np.float64)

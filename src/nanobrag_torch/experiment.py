@@ -169,8 +169,6 @@ def dataset_experiments(base, plan):
     import tempfile
 
     from .cli import load_settings
-    from .resolve import Resolved
-    from .settings import freeze, scratch
     from .setup import build, crystal_vectors
 
     def quiet(text):
@@ -187,9 +185,9 @@ def dataset_experiments(base, plan):
         return [exp]
     out = []
     for frame in plan:
-        still = scratch(replace(v, misset=(1.0, *(a / RTD for a in frame.misset_deg))))
-        crystal_vectors(still, quiet)  # this still's orientation
-        exp = experiment_from_settings(freeze(Resolved, still), panels)
+        still = replace(v, misset=(1.0, *(a / RTD for a in frame.misset_deg)))
+        still = replace(still, **crystal_vectors(still, quiet))  # this still's orientation
+        exp = experiment_from_settings(still, panels)
         exp.spindle = exp.phi0 = exp.osc = None
         out.append(exp)
     return out

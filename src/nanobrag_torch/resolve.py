@@ -3,6 +3,7 @@
 Each block mirrors the order of nanoBragg.c so that interacting defaults (detector size vs
 pixel count, beam centre per convention, step counts vs ranges) come out the same.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -10,13 +11,13 @@ from typing import Any
 
 from .errors import UsageError
 from .geometry.conventions import CONVENTIONS, default_beam_centre
-from .settings import RTD, Settings, Vec3, array_field
+from .settings import RTD, Settings, Vec3, array_field, freeze, scratch
 
 
 @dataclass(frozen=True)
 class Resolved(Settings):
-    """The settings of one run after nanoBragg's set-up (made once by `setup.build`, kept as
-    `sim.settings`): every default chosen (beam centre, pivot, step counts, oversampling,
+    """The settings of one run after nanoBragg's set-up (made by `setup.build`, whose steps each
+    return the values they decide as a new object, and kept as `sim.settings`): every default chosen (beam centre, pivot, step counts, oversampling,
     interpolation, cell counts from the crystal size), vectors normalized, and the values derived
     from the models and input files, which the report, the output headers and -write_expt read."""
 
@@ -35,6 +36,26 @@ class Resolved(Settings):
     steps: int = 1  # sources x mosaic domains x phi steps x oversample^2 (the C's normalization)
     structure_factors: Any = array_field()  # the HKL grid (io.hkl) rendered
     model_link: Any = array_field()  # the -model structure whose atoms are refinable, or None
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Resolved":
+        """The start of set-up: the settings as given, nothing derived yet."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)})
+
+
+def placed(v: Resolved, say) -> Resolved:
+    """The settings with nanoBragg's detector size, fluence, beam centre and vectors (a new object)."""
+    work = scratch(v)
+    detector_and_beam(work, say)
+    return freeze(Resolved, work)
+
+
+def sampled(v: Resolved, say) -> Resolved:
+    """The settings with nanoBragg's step counts of phi, divergence, dispersion, sensor layers and
+    mosaic domains (a new object)."""
+    work = scratch(v)
+    sampling(work, say)
+    return freeze(Resolved, work)
 
 
 def _count(x, what):

@@ -2,6 +2,7 @@
 import logging
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -17,8 +18,8 @@ from .io.stol import read_stol
 from .lattice import cell_parameters, lattice_vectors
 from .models import Beam, Crystal, Detector, Sample
 from .models.sample import AVOGADRO
-from .resolve import Resolved, detector_and_beam, sampling
-from .settings import RTD, Settings, freeze, roi_ranges, scratch
+from .resolve import Resolved, placed, sampled
+from .settings import RTD, Settings, roi_ranges
 from .simulator import Simulation, recommended_oversample
 from .sources import divergence_grid, source_directions
 
@@ -134,47 +135,48 @@ def build(settings: Settings, write_fdump: bool = True, structure_factors=None) 
 
 
 def _set_up(settings, say, write_fdump, structure_factors):
-    v = scratch(settings)  # the set-up's working copy; what it derives is frozen below
-    fdump_present, structure = resolve_inputs(v, say)
-    sources = read_inputs(v)
+    """nanoBragg's set-up in C's order; each step returns the values it decides, and the frozen
+    Resolved settings are replaced (never changed) as they accumulate."""
+    v, fdump_present, structure = resolve_inputs(Resolved.of(settings), say)
+    sources, found = read_inputs(v)
+    v = replace(v, **found)
     device = pick_device(v.device)  # an unusable device must fail before Fdump.bin is written
-    det = detector_report(v, say)
-    choose_interpolation(v, say)
-    crystal_vectors(v, say)
+    det, placed = detector_report(v, say)
+    v = replace(v, **placed)
+    v = replace(v, interpolate=choose_interpolation(v, say))
+    v = replace(v, **crystal_vectors(v, say))
     sfsource.check_cell(structure, cell_parameters(torch.tensor(v.real), torch.tensor(v.recip), v.volume)[0])
-    crystal_size(v, say)
-    grid, v.model_link = structure_factors, None
+    v = replace(v, **crystal_size(v, say))
+    grid, model_link = structure_factors, None
     if grid is None:
-        grid, v.model_link = sfsource.grid(structure, v, say, sources[:3]) if structure else \
+        grid, model_link = sfsource.grid(structure, v, say, sources[:3]) if structure else \
             (load_structure_factors(v, say, fdump_present), None)
         if v.hklfile is not None and structure is None and write_fdump:
             write_dump(v, grid, say)
-    v.structure_factors = grid
-    if grid is None or grid.count == 0:
-        v.interpolate = 0
-    umats = report_sampling(v, say, sources)
-    run = freeze(Resolved, v)
-    sim = make_simulation(run, det, grid, sources, umats, device, run.model_link)
-    report_summary(run, say, grid)
-    sim.settings = run
+    v = replace(v, structure_factors=grid, model_link=model_link,
+                interpolate=0 if grid is None or grid.count == 0 else v.interpolate)
+    umats, counts = report_sampling(v, say, sources)
+    v = replace(v, **counts)
+    sim = make_simulation(v, det, grid, sources, umats, device, v.model_link)
+    report_summary(v, say, grid)
+    sim.settings = v
     return sim
 
 
 def resolve_inputs(v, say):
-    """Checks, defaults and step counts before any file is read: (whether an Fdump.bin is reused,
-    the -mtz/-cif_sf/-model structure or None)."""
+    """Checks, defaults and step counts before any file is read: (the settings with them, whether
+    an Fdump.bin is reused, the -mtz/-cif_sf/-model structure or None)."""
     check_physical(v)
     # one shuffle table per run, shared by every seed in C's order (misset, mosaic, noise)
-    v.rng_table = rng.new_table()
-    detector_and_beam(v, say)
-    v.panel_count = len(v.expt_panels) if v.expt_panels else 1
+    v = replace(placed(replace(v, rng_table=rng.new_table()), say),
+                panel_count=len(v.expt_panels) if v.expt_panels else 1)
     check_detector_size(v)
     check_roi_and_mask(v)
     say("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel 5-17-17")
     structure = sfsource.load(v)  # -mtz, -cif_sf or -model; may supply the cell
     cell = sfsource.file_cell(v, structure)
     if cell is not None:
-        v.user_cell, v.cell = True, cell
+        v = replace(v, user_cell=True, cell=cell)
     fdump_present = v.hklfile is None and structure is None and os.path.exists(v.dumpfile)
     if v.hklfile is None and structure is None and not fdump_present and v.default_F == 0.0:
         raise UsageError("no structure factors: give -hkl, -mtz, -cif_sf or -model FILE, or -default_F F "
@@ -183,27 +185,28 @@ def resolve_inputs(v, say):
         raise UsageError("no crystal: give -cell a b c alpha beta gamma, -mat FILE or an -expt file with a crystal")
     if v.nthreads > 0:
         torch.set_num_threads(v.nthreads)
-    sampling(v, say)
+    v = sampled(v, say)
     check_work(v, 1 if v.sourcefile else v.hdivsteps * v.vdivsteps * v.dispsteps)
-    return fdump_present, structure
+    return v, fdump_present, structure
 
 
 def read_inputs(v):
     """Read the remaining input files now: a bad one must fail before Fdump.bin is written.
 
-    Returns (positions, weights, wavelengths, report lines) of the sources."""
+    Returns ((positions, weights, wavelengths, report lines) of the sources, the settings they
+    decide: divsteps, nsources, source_weights_used)."""
     source_report = []
-    sources = make_sources(v, source_report.append)
+    *sources, found = make_sources(v, source_report.append)
     if v.stolfile is not None:
         read_stol(v.stolfile)
-    return (*sources, source_report)
+    return (*sources, source_report), found
 
 
 def detector_report(v, say):
-    """The float64 CPU detector of the settings; records its derived geometry in `v` and reports it."""
+    """The float64 CPU detector of the settings, reported, and the settings of its derived geometry."""
     say(f"{v.convention.lower()} convention selected.")
     if v.pix0_option and v.compat == "fixed":
-        v.pivot = "pix0"  # nanoBragg.c recomputes pix0 from the pivot; -compat fixed takes it as given
+        v = replace(v, pivot="pix0")  # nanoBragg.c recomputes pix0 from the pivot; -compat fixed takes it
     det = Detector(fpixels=v.fpixels, spixels=v.spixels, pixel_size=v.pixel_size, fdet=v.fdet, sdet=v.sdet,
                    odet=v.odet, beam=v.beam, twotheta_axis=v.twotheta_axis, pivot=v.pivot, distance=v.distance,
                    close_distance=None if math.isnan(v.close_distance) else v.close_distance,
@@ -222,45 +225,47 @@ def detector_report(v, say):
     if v.pivot == "beam":
         say("pivoting detector around direct beam spot")
     g = {k: (float(x) if x.dim() == 0 else [float(c) for c in x]) for k, x in geo.items()}
-    v.Fbeam, v.Sbeam, v.Fclose, v.Sclose = g["Fbeam"], g["Sbeam"], g["Fclose"], g["Sclose"]
-    v.distance, v.close_distance = g["distance"], g["close_distance"]
-    v.ORGX, v.ORGY = v.Fclose / v.pixel_size + 0.5, v.Sclose / v.pixel_size + 0.5
     pix0 = g["pix0"]
-    v.dials_origin = (1000.0 * pix0[2], 1000.0 * pix0[1], 1000.0 * -pix0[0])
-    v.geo = g
     xb = [sum(b * f for b, f in zip(v.beam, g[k])) for k in ("fdet", "sdet", "odet")]
     say("XDS incident beam: %g %g %g" % tuple(xb))
-    return det
+    return det, dict(pivot=v.pivot, Fbeam=g["Fbeam"], Sbeam=g["Sbeam"], Fclose=g["Fclose"], Sclose=g["Sclose"],
+                     distance=g["distance"], close_distance=g["close_distance"],
+                     ORGX=g["Fclose"] / v.pixel_size + 0.5, ORGY=g["Sclose"] / v.pixel_size + 0.5,
+                     dials_origin=(1000.0 * pix0[2], 1000.0 * pix0[1], 1000.0 * -pix0[0]), geo=g)
 
 
-def choose_interpolation(v, say):
-    if v.interpolate > 1:
-        if v.Na <= 2 or v.Nb <= 2 or v.Nc <= 2:
-            say("auto-selected tricubic interpolation of structure factors")
-            v.interpolate = 1
-        else:
-            say("auto-selected no interpolation")
-            v.interpolate = 0
+def choose_interpolation(v, say) -> int:
+    """-interpolate as given, or nanoBragg's choice from the cell counts (1: tricubic)."""
+    if v.interpolate <= 1:
+        return v.interpolate
+    if v.Na <= 2 or v.Nb <= 2 or v.Nc <= 2:
+        say("auto-selected tricubic interpolation of structure factors")
+        return 1
+    say("auto-selected no interpolation")
+    return 0
 
 
 def crystal_size(v, say):
-    """Cell counts from -xtal_size, and nanoBragg's oversampling choice from the crystal size."""
+    """Cell counts from -xtal_size, and nanoBragg's oversampling choice from the crystal size
+    (the settings it decides: Na, Nb, Nc, oversample)."""
     real = v.real * 1e-10
     lens = [math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]) for x in real]  # C's rounding
+    n = {"Na": v.Na, "Nb": v.Nb, "Nc": v.Nc}
     for k, (attr, size) in enumerate((("Na", v.sample_x), ("Nb", v.sample_y), ("Nc", v.sample_z))):
         if size > 0:
             if not math.isfinite(size / lens[k]):
                 raise UsageError("-samplesize/-xtal_size: %g m is too large a crystal" % size)
-            setattr(v, attr, float(math.ceil(size / lens[k])))
-        if getattr(v, attr) <= 1.0:
-            setattr(v, attr, 1.0)
+            n[attr] = float(math.ceil(size / lens[k]))
+        if n[attr] <= 1.0:
+            n[attr] = 1.0
+    v = replace(v, **n)
     xa, xb_, xc = lens[0] * v.Na, lens[1] * v.Nb, lens[2] * v.Nc
     say("crystal is %g x %g x %g microns" % (xa * 1e6, xb_ * 1e6, xc * 1e6))
     xmax = max(xa, xb_, xc)
     recip_pixel = v.lambda0 * v.distance / v.pixel_size
     recommended = recommended_oversample(xmax, v.lambda0, v.distance, v.pixel_size)
     if v.oversample <= 0:
-        v.oversample = recommended
+        v = replace(v, oversample=recommended)
         say("auto-selected %d-fold oversampling" % v.oversample)
     check_work(v, v.nsources)
     if v.oversample < recommended:
@@ -270,10 +275,12 @@ def crystal_size(v, say):
         say("         recommend -oversample %d to work around this" % recommended)
     volume = xa * xb_ * xc
     say("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (v.Na * v.Nb * v.Nc)))
+    return dict(n, oversample=v.oversample)
 
 
 def report_sampling(v, say, sources):
-    """Report layers, phi steps and sources; draw the mosaic domains (returns their rotations)."""
+    """Report layers, phi steps and sources; draw the mosaic domains: (their rotations, the
+    settings of the final counts: oversample, steps)."""
     if v.stolfile is not None:
         say("reading %s" % v.stolfile)
     for t in range(v.detector_thicksteps):
@@ -284,10 +291,8 @@ def report_sampling(v, say, sources):
         say(line)
     umats = rng.mosaic_umats(v.mosaic_spread, v.mosaic_domains, v.mosaic_seed, table=v.rng_table)
     say("  created a total of %d mosaic domains" % v.mosaic_domains)
-    if v.oversample <= 0:
-        v.oversample = 1
-    v.steps = len(sources[2]) * v.mosaic_domains * v.phisteps * v.oversample ** 2
-    return umats
+    oversample = max(v.oversample, 1)
+    return umats, dict(oversample=oversample, steps=len(sources[2]) * v.mosaic_domains * v.phisteps * oversample ** 2)
 
 
 def make_simulation(v, det, grid, sources, umats, device, model_link=None):
@@ -333,7 +338,10 @@ def make_simulation(v, det, grid, sources, umats, device, model_link=None):
     return sim
 
 
-def crystal_vectors(v, say):
+def crystal_vectors(v, say) -> dict:
+    """The crystal's lattice from -cell, -mat or an -expt file, turned by -misset (drawn for
+    'random'), reported; returns the settings it decides: misset, lattice_definition, real,
+    recip, volume."""
     cell = recip = misset = None
     f64 = lambda x: torch.tensor(x, dtype=torch.float64)
     if v.user_cell:
@@ -345,22 +353,22 @@ def crystal_vectors(v, say):
     if v.matfile is not None:
         say("reading %s" % v.matfile)
         recip = f64(read_mosflm_matrix(v.matfile).T / (v.lambda0 * 1e10))
+    angles = v.misset
     if v.misset[0] == -1:
-        seed = v.misset_seed
-        umat, angles = rng.random_misset(seed, table=v.rng_table)
-        v.misset = [1.0, *angles]
-        say("random orientation misset angles: %f %f %f deg" % tuple(x * RTD for x in angles))
-    if v.misset[0] > 0:
-        misset = [f64(x) for x in v.misset[1:]]
+        umat, drawn = rng.random_misset(v.misset_seed, table=v.rng_table)
+        angles = (1.0, *drawn)
+        say("random orientation misset angles: %f %f %f deg" % tuple(x * RTD for x in drawn))
+    if angles[0] > 0:
+        misset = [f64(x) for x in angles[1:]]
     if cell is None and recip is None and v.expt_real is not None:
-        return _expt_crystal_vectors(v, say, misset)
+        return dict(_expt_crystal_vectors(v, say, misset), misset=angles)
     if cell is None and recip is None:
         raise UsageError("no crystal: give -cell a b c alpha beta gamma or -mat FILE")
     # what the lattice was computed from, so the API can recompute it from differentiable values
-    v.lattice_definition = dict(cell=None if cell is None else torch.stack(cell), mat=recip,
-                                misset=None if misset is None else torch.stack(misset))
+    definition = dict(cell=None if cell is None else torch.stack(cell), mat=recip,
+                      misset=None if misset is None else torch.stack(misset))
     real, rstar, volume = lattice_vectors(cell=cell, reciprocal=recip, misset=misset)
-    _report_cell(v, say, real, rstar, volume)
+    return dict(_report_cell(say, real, rstar, volume), misset=angles, lattice_definition=definition)
 
 
 def _expt_crystal_vectors(v, say, misset):
@@ -372,14 +380,15 @@ def _expt_crystal_vectors(v, say, misset):
         raise InputFileError(f"{v.exptfile}: the crystal's real-space vectors are not independent")
     a, b, c = real.unbind(0)
     recip = torch.stack((cross(b, c), cross(c, a), cross(a, b))) / volume
-    v.lattice_definition = dict(cell=None, mat=recip, misset=None if misset is None else torch.stack(misset))
+    definition = dict(cell=None, mat=recip, misset=None if misset is None else torch.stack(misset))
     if misset is not None:
         real, recip, volume = lattice_vectors(reciprocal=recip, misset=misset)
-    _report_cell(v, say, real, recip, volume)
+    return dict(_report_cell(say, real, recip, volume), lattice_definition=definition)
 
 
-def _report_cell(v, say, real, rstar, volume):
-    v.real, v.recip, v.volume = real.numpy(), rstar.numpy(), float(volume)
+def _report_cell(say, real, rstar, volume):
+    """Report the lattice as nanoBragg does; returns it as settings (real, recip as numpy, volume)."""
+    cells = dict(real=real.numpy(), recip=rstar.numpy(), volume=float(volume))
     (ra, rb, rc, al, be, ga), (sa, sb, sc, sal, sbe, sga) = cell_parameters(real, rstar, volume)
     say("Unit Cell: %g %g %g %g %g %g" % (ra, rb, rc, al, be, ga))
     say("Recp Cell: %g %g %g %g %g %g" % (sa, sb, sc, sal, sbe, sga))
@@ -387,11 +396,12 @@ def _report_cell(v, say, real, rstar, volume):
     say("real-space cell vectors (Angstrom):")
     say("     %-10s  %-10s  %-10s" % ("a", "b", "c"))
     for i, axis in enumerate("XYZ"):
-        say("%s: %11.8f %11.8f %11.8f" % (axis, v.real[0][i], v.real[1][i], v.real[2][i]))
+        say("%s: %11.8f %11.8f %11.8f" % (axis, *(row[i] for row in cells["real"])))
     say("reciprocal-space cell vectors (Angstrom^-1):")
     say("     %-10s  %-10s  %-10s" % ("a_star", "b_star", "c_star"))
     for i, axis in enumerate("XYZ"):
-        say("%s: %11.8f %11.8f %11.8f" % (axis, v.recip[0][i], v.recip[1][i], v.recip[2][i]))
+        say("%s: %11.8f %11.8f %11.8f" % (axis, *(row[i] for row in cells["recip"])))
+    return cells
 
 
 def load_structure_factors(v, say, fdump_present):
@@ -431,16 +441,16 @@ def generated_sources(v, say):
 
 
 def make_sources(v, say):
+    """(positions, weights, wavelengths, the settings they decide) from -sourcefile or the grid."""
     if v.sourcefile is not None:
         rows, weighted = compat.read_sources(v.sourcefile, v.compat)
         rows = fill_source_defaults(rows, v.beam, v.source_distance, v.lambda0)
         positions, weights, wavelengths = rows[:, :3], rows[:, 3], rows[:, 4]
-        v.divsteps = -1  # nanoBragg.c's initial value, which it reports
-        v.source_weights_used = weighted
+        found = dict(divsteps=-1, source_weights_used=weighted)  # -1: nanoBragg.c's initial value, reported
     else:
         grid = generated_sources(v, say)
         positions, weights, wavelengths = grid.positions, grid.weights, grid.wavelengths
-        v.divsteps = grid.divsteps
+        found = dict(divsteps=grid.divsteps)
     if len(wavelengths) == 0:
         raise UsageError("no x-ray sources: the divergence settings leave no source points")
     if v.compat != "c" and np.any(~(wavelengths > 0)):
@@ -451,8 +461,7 @@ def make_sources(v, say):
     norms = np.linalg.norm(positions, axis=1)
     if v.compat != "c" and np.any(norms == 0):
         raise InputFileError(f"{v.sourcefile}: a source sits at the sample position (zero direction)")
-    v.nsources = len(wavelengths)
-    return positions, weights, wavelengths
+    return positions, weights, wavelengths, dict(found, nsources=len(wavelengths))
 
 
 def report_beam(v, say):

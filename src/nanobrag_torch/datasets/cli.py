@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from ..cnum import atof, atoi
 from ..errors import UsageError
 from ..options import OPTIONS, validate
-from ..settings import RTD, scratch
+from ..settings import RTD
 from .plan import FramePlan
 
 DATASET_OPTIONS = ("frames", "stills", "frame", "smv", "nexus", "cbf", "resume", "overwrite", "shots", "export_c",
@@ -53,7 +53,7 @@ def _last_value(argv, option):
 def make_plan(base, opts, say=lambda text: None) -> FramePlan:
     """The FramePlan of a dataset command: phi/osc in degrees as typed, seeds as resolved."""
     from ..cli import load_settings
-    from ..resolve import sampling
+    from ..resolve import Resolved, placed, sampled
 
     v = load_settings(base, say)
     kind = "rotation" if "frames" in opts else "stills"
@@ -61,16 +61,12 @@ def make_plan(base, opts, say=lambda text: None) -> FramePlan:
     phi = _last_value(base, "-phi")
     osc = _last_value(base, "-osc")
     if osc is None:
-        resolved = scratch(v)  # a working copy: only the step counts are needed here
-        sampling(resolved, lambda text: None)
-        osc = resolved.osc * RTD
+        osc = sampled(Resolved.of(v), lambda text: None).osc * RTD
     shots = None
     if "shots" in opts:
-        from ..resolve import detector_and_beam
         from .shots import load_shots
-        resolved = scratch(v)
-        detector_and_beam(resolved, lambda text: None)  # the beam direction, for spectra's source files
-        shots = load_shots(opts["shots"][0], count, -v.misset_seed, v.lambda0 * 1e10, resolved.beam)
+        beam = placed(Resolved.of(v), lambda text: None).beam  # the beam direction, for spectra's source files
+        shots = load_shots(opts["shots"][0], count, -v.misset_seed, v.lambda0 * 1e10, beam)
     return FramePlan(kind, count, v.phi0 * RTD if phi is None else phi, osc, seed=-v.seed,
                      misset_seed=-v.misset_seed, shots=shots)
 

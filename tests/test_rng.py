@@ -183,3 +183,14 @@ def test_noise_image_matches_per_pixel_poidev(roi):
     fast, p1, o1 = rng.noise_image(img, -11, 40.0, roi)
     slow, p2, o2 = _reference_noise(img, -11, 40.0, roi)
     assert np.array_equal(fast, slow) and (p1, o1) == (p2, o2)
+
+
+def test_row_noise_fed_in_blocks_equals_noise_image():
+    # nonBragg feeds the noise worker block by block as rows render: one stream, the same image.
+    img = np.random.default_rng(8).uniform(0, 3e3, (40, 23)).astype(np.float32)
+    img[7, 5] = 5.0
+    roi = (3, 19, 2, 35)
+    noise = rng.RowNoise(img.shape, -9, 40.0, roi)
+    for first in range(2, 36, 5):
+        noise.add(first, img[first:min(first + 5, 36), 3:20])
+    assert all(np.array_equal(a, b) for a, b in zip(noise.result(), rng.noise_image(img, -9, 40.0, roi)))

@@ -17,6 +17,7 @@ R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2)
 AVOGADRO = 6.02214179e23
 # (pixel x sub-pixel x source) evaluations per chunk: bounds memory whatever the detector size
 TERM_BUDGET = 1 << 20
+COMPILED_BLOCK = 1 << 16  # pixels per call of the compiled loop (64 rows of 1024)
 
 
 @dataclass
@@ -148,12 +149,13 @@ def background_terms(detector, geo, slow, fast, incident, wavelengths, intensiti
 
 
 def render_background(detector, sources, intensities, wavelengths, sample, fluence, kahn=0.0,
-                      nopolar=False, polar_axis=(0.0, 0.0, 1.0), roi=None, progress=None):
+                      nopolar=False, polar_axis=(0.0, 0.0, 1.0), roi=None, progress=None, on_rows=None):
     """Photons/pixel (spixels, fpixels) of amorphous scattering; 0 outside the inclusive ROI
     ((first row, last row), (first column, last column)), (slow, fast) like the image.
     `sources` (S, 3) are positions (or directions) from the sample towards each source;
     `intensities` (S,) their weights (nonBragg: 1 each), `wavelengths` (S,) in metres.
-    Returns (image, solid-angle sum over rendered sub-pixels)."""
+    `on_rows(first_row, block)` receives each finished block of ROI rows (ROI columns) in
+    order, e.g. to start their noise.  Returns (image, solid-angle sum over rendered sub-pixels)."""
     t = detector.t
     geo = detector.geometry()
     towards, _ = unitize(t(sources))
@@ -170,20 +172,24 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
     omega_sum = 0.0
     scale = R_E_SQR * t(fluence) * t(sample.molecules) / steps
     pieces = []
-    if compiled_path_applies(detector, [geo["pix0"], geo["fdet"], incident, wl, weights, sample.table.F, scale], kahn):
-        block, omega_sum = _render_compiled(detector, geo, incident, wl, weights, sample.table, axis, kahn, nopolar,
-                                            rows, cols)
-        pieces, rows_per_chunk = [block * scale], rows.numel() + 1
-        if progress is not None:
-            progress(1.0)
-    for r0 in range(0, rows.numel() if not pieces else 0, rows_per_chunk):
+    compiled = compiled_path_applies(detector, [geo["pix0"], geo["fdet"], incident, wl, weights, sample.table.F,
+                                                scale], kahn)
+    if compiled:  # row blocks small enough for a noise worker to follow closely (on_rows)
+        prepared = _compiled_inputs(detector, geo, incident, wl, weights, sample.table, axis)
+        rows_per_chunk = max(1, COMPILED_BLOCK // max(1, cols.numel()))
+    for r0 in range(0, rows.numel(), rows_per_chunk):
         r = rows[r0:r0 + rows_per_chunk]
-        slow = r.repeat_interleave(cols.numel())
-        fast = cols.repeat(r.numel())
-        values, chunk_omega = background_terms(detector, geo, slow, fast, incident, wl, weights, sample.table,
-                                               axis, kahn, nopolar)
+        if compiled:
+            values, chunk_omega = _render_compiled(detector, prepared, kahn, nopolar, r, cols, on_rows is not None)
+        else:
+            slow = r.repeat_interleave(cols.numel())
+            fast = cols.repeat(r.numel())
+            values, chunk_omega = background_terms(detector, geo, slow, fast, incident, wl, weights, sample.table,
+                                                   axis, kahn, nopolar)
         pieces.append(values.reshape(r.numel(), cols.numel()) * scale)
         omega_sum = omega_sum + chunk_omega
+        if on_rows is not None:
+            on_rows(int(r[0]), pieces[-1])
         if progress is not None:
             progress(min(r0 + rows_per_chunk, rows.numel()) / max(1, rows.numel()))
     if pieces:
@@ -203,23 +209,29 @@ def compiled_path_applies(detector, tensors, kahn):
     return amorphous_kernel.compiled() is not None
 
 
-def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, nopolar, rows, cols):
-    from . import amorphous_kernel
+def _as_np(x):
+    return x.detach().to("cpu", torch.float64).numpy()
 
-    def as_np(x):
-        return x.detach().to("cpu", torch.float64).numpy()
 
-    g = np.concatenate([as_np(geo["fdet"]), as_np(geo["sdet"]), as_np(geo["pix0"]),
+def _compiled_inputs(detector, geo, incident, wl, weights, table, axis):
+    """The compiled loop's float64 arrays (geometry, sources, polarization frames, table), once."""
+    g = np.concatenate([_as_np(geo["fdet"]), _as_np(geo["sdet"]), _as_np(geo["pix0"]),
                         [float(detector.pixel_size), float(geo["close_distance"])]])
-    inc = np.ascontiguousarray(as_np(incident).reshape(-1, 3))
-    b_in = _unit_rows(np.cross(as_np(axis), inc))  # the E-vector frame of each source (C's polarization)
+    inc = np.ascontiguousarray(_as_np(incident).reshape(-1, 3))
+    b_in = _unit_rows(np.cross(_as_np(axis), inc))  # the E-vector frame of each source (C's polarization)
     e_in = _unit_rows(np.cross(inc, b_in))
     anchor, basis = table._basis()
-    coefficients = np.einsum("nij,nj->ni", as_np(basis), as_np(table._windows(table.F)))
-    out, omega = amorphous_kernel.render(g, inc, np.ascontiguousarray(np.concatenate([e_in, b_in], 1)), as_np(wl),
-                                         as_np(weights), as_np(table.stol), as_np(anchor), coefficients,
-                                         detector.oversample, detector.point_pixel, nopolar, float(kahn),
-                                         as_np(rows).astype(np.int64), as_np(cols).astype(np.int64))
+    coefficients = np.einsum("nij,nj->ni", _as_np(basis), _as_np(table._windows(table.F)))
+    return (g, inc, np.ascontiguousarray(np.concatenate([e_in, b_in], 1)), _as_np(wl), _as_np(weights),
+            _as_np(table.stol), _as_np(anchor), coefficients)
+
+
+def _render_compiled(detector, prepared, kahn, nopolar, rows, cols, spare_core=False):
+    from . import amorphous_kernel
+
+    out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar, float(kahn),
+                                         rows.cpu().numpy().astype(np.int64), cols.cpu().numpy().astype(np.int64),
+                                         spare_core)
     return torch.as_tensor(out, dtype=detector.dtype, device=detector.device), omega
 
 

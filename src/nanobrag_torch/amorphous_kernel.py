@@ -93,14 +93,27 @@ def compiled():
 
 
 def render(geo, incident, e_b, wavelengths, weights, table, anchor, coefficients, oversample, point_pixel,
-           nopolar, kahn, rows, cols):
-    """(len(rows), len(cols)) unscaled sums and the solid-angle sum, float64 numpy throughout."""
+           nopolar, kahn, rows, cols, spare_core=False):
+    """(len(rows), len(cols)) unscaled sums and the solid-angle sum, float64 numpy throughout.
+    spare_core: use one thread fewer (this calling thread's setting only), leaving a core to a
+    worker that consumes the rows meanwhile (the noise draws)."""
     out = np.zeros((len(rows), len(cols)))
     omega_rows = np.zeros(len(rows))
     flags = np.array([oversample, 1.0 if point_pixel else 0.0, 1.0 if nopolar else 0.0, kahn])
-    fn = compiled() or _render
-    fn(np.asarray(rows, np.int64), np.asarray(cols, np.int64), geo, incident, e_b, wavelengths, weights, table,
-       anchor, coefficients, flags, out, omega_rows)
+    fn = compiled()
+    args = (np.asarray(rows, np.int64), np.asarray(cols, np.int64), geo, incident, e_b, wavelengths, weights, table,
+            anchor, coefficients, flags, out, omega_rows)
+    if fn is None:
+        _render(*args)
+    else:
+        import numba
+
+        threads = numba.get_num_threads()
+        numba.set_num_threads(max(1, threads - 1) if spare_core else threads)
+        try:
+            fn(*args)
+        finally:
+            numba.set_num_threads(threads)
     return out, float(omega_rows.sum())
 
 

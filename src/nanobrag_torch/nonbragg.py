@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from . import amorphous, resolve
+from . import amorphous, resolve, rng
 from .cnum import atof, atoi
 from .companion import V3, Rules, console_entry, has, line_writer, run_main, validate
 from .errors import InputFileError, UsageError
@@ -395,9 +395,10 @@ def _geometry_back(v, geo):
         ("Ybeam", "Sbeam"), ("distance", "distance"))})
 
 
-def simulate(v: NonBraggSettings, say, progress=None) -> tuple:
+def simulate(v: NonBraggSettings, say, progress=None, on_rows=None) -> tuple:
     """Render for resolved settings `v`: (float image (float64 tensor), solid-angle sum, the
-    settings with the placed detector's beam centre, distances and divergence steps)."""
+    settings with the placed detector's beam centre, distances and divergence steps).
+    `on_rows`: as render_background's (finished row blocks, in order)."""
     from .setup import pick_device
 
     dtype = torch.float32 if v.dtype == "float32" else torch.float64
@@ -414,7 +415,7 @@ def simulate(v: NonBraggSettings, say, progress=None) -> tuple:
     sample = amorphous.AmorphousSample(table, v.molecules)
     image, omega_sum = amorphous.render_background(
         detector, positions, intensities, wavelengths, sample, v.fluence, kahn=v.polarization, nopolar=v.nopolar,
-        polar_axis=v.polar_vector, roi=roi_ranges(v.roi), progress=progress)
+        polar_axis=v.polar_vector, roi=roi_ranges(v.roi), progress=progress, on_rows=on_rows)
     return image, omega_sum, v
 
 
@@ -427,14 +428,15 @@ def _c_rmsd(image32, rendered, mean):
     return math.sqrt(float((dev * dev).sum()) / (n - 1))
 
 
-def write_outputs(v, image32, say):
-    """Float, integer, PGM and noise images as nonBragg writes them (the PGM correctly sized)."""
+def write_outputs(v, image32, say, noise=None):
+    """Float, integer, PGM and noise images as nonBragg writes them (the PGM correctly sized);
+    `noise`: the rng.RowNoise already fed the image's rows."""
     rendered = np.zeros(image32.shape, dtype=bool)
     x0, x1, y0, y1 = v.roi
     rendered[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
     stats = statistics(image32, rendered, tuple(v.roi), v.oversample, v.pixel_size)
     stats["rmsd"] = _c_rmsd(image32, rendered, stats["mean"])
-    write_all(v, image32, stats, say, header=_header(v))
+    write_all(v, image32, stats, say, header=_header(v), noise=None if noise is None else lambda _: noise.result())
 
 
 def run(argv, out=None):
@@ -447,12 +449,15 @@ def run(argv, out=None):
     for line in v.warnings:
         say(line)
     check_outputs(v)
+    # the noise image's sequential draws follow the render block by block on a worker thread
+    noise = rng.RowNoise((v.spixels, v.fpixels), v.seed, v.adc_offset, v.roi) if v.calculate_noise else None
     with torch.no_grad():
-        image, omega_sum, v = simulate(v, say, Progress(v.progress))
+        image, omega_sum, v = simulate(v, say, Progress(v.progress),
+                                       None if noise is None else lambda row, block: noise.add(row, block.cpu()))
     say("")
     omega = float(omega_sum)
     say("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (omega, 100 * omega / 4 / math.pi))
-    write_outputs(v, image.detach().to("cpu", torch.float32).numpy(), say)
+    write_outputs(v, image.detach().to("cpu", torch.float32).numpy(), say, noise)
     return 0
 
 

@@ -12,6 +12,7 @@ State arrays (one implementation serves plain Python and numba):
 """
 import math
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -324,21 +325,48 @@ def noise_image(float_image, seed, adc_offset, roi, table=None):
     img = np.ascontiguousarray(float_image, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError("noise_image needs a 2-D (slow, fast) image")
-    sd = np.array([int(seed)], dtype=np.int64)
-    tab = new_table() if table is None else table
-    h, w = img.shape
-    x0, x1 = max(int(roi[0]), 0), min(int(roi[1]), w - 1)
-    rows = np.arange(max(int(roi[2]), 0), min(int(roi[3]), h - 1) + 1)
-    ps = np.zeros(6)
-    ps[3] = -1.0
-    counts, total = poisson_counts(img, rows * w + x0, rows * w + max(x1 + 1, x0), sd, tab, ps)
-    inside = np.zeros((h, w), dtype=bool)
-    inside[rows[0] if rows.size else 0:rows[-1] + 1 if rows.size else 0, x0:x1 + 1] = True
-    inside = inside.ravel()
-    test = counts + float(adc_offset)
-    over = inside & (test > 65535.0)
-    out = np.where(inside, _c_u16(np.where(over, 65535.0, test)), 0).astype(np.uint16)
-    return out.reshape(h, w), total, int(over.sum())
+    noise = RowNoise(img.shape, seed, adc_offset, roi, table)
+    noise.add(noise.y0, img[noise.y0:noise.y1 + 1, noise.x0:noise.x1 + 1])
+    return noise.result()
+
+
+class RowNoise:
+    """noise_image fed block by block of ROI rows, in order, as a renderer finishes them: each
+    block's sequential draws run on a worker thread (one C stream, in order) while the caller
+    renders the next; `result()` waits and gives noise_image's (image, photons, overloads)."""
+
+    def __init__(self, shape, seed, adc_offset, roi, table=None):
+        self.h, self.w = shape
+        self.x0, self.x1 = max(int(roi[0]), 0), min(int(roi[1]), self.w - 1)
+        self.y0, self.y1 = max(int(roi[2]), 0), min(int(roi[3]), self.h - 1)
+        self.adc = float(adc_offset)
+        self.sd, self.tab = np.array([int(seed)], dtype=np.int64), new_table() if table is None else table
+        self.ps = np.zeros(6)
+        self.ps[3] = -1.0
+        self.counts = np.zeros((self.h, self.w))
+        self.pending = []
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
+
+    def add(self, first_row, block):
+        """The float32 values of ROI rows first_row.. (columns x0..x1 of the ROI, in order)."""
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        n, m = block.shape if block.ndim == 2 and block.shape[1] == self.x1 - self.x0 + 1 else (0, 0)
+        starts = np.arange(n) * m
+        draw = poisson_draws(block, starts, starts + m, self.sd, self.tab, self.ps)  # prepared here
+        self.pending.append((first_row, n, m, self.pool.submit(draw)))
+
+    def result(self):
+        self.pool.shutdown(wait=True)
+        for first_row, n, m, future in self.pending:
+            self.counts[first_row:first_row + n, self.x0:self.x0 + m] = future.result()[0].reshape(n, m)
+        drawn = self.counts[self.y0:self.y1 + 1, self.x0:self.x1 + 1].ravel()  # in drawing order
+        total = float(np.cumsum(drawn)[-1]) if drawn.size else 0.0  # summed one by one, as the C
+        inside = np.zeros((self.h, self.w), dtype=bool)
+        inside[self.y0:self.y1 + 1, self.x0:self.x1 + 1] = True
+        test = self.counts + self.adc
+        over = inside & (test > 65535.0)
+        out = np.where(inside, _c_u16(np.where(over, 65535.0, test)), 0).astype(np.uint16)
+        return out, total, int(over.sum())
 
 
 def _c_u16(x):

@@ -235,6 +235,23 @@ def test_one_kernel_serves_every_count_and_size(inputs):
     assert sorted(os.listdir(os.environ["NANOBRAGG_CACHE"])) == files
 
 
+def test_one_term_kernel_equals_eager(inputs, monkeypatch):
+    """One term per pixel (a plain image) has a kernel of its own, vectorized over pixels; the
+    simulator picks it once it is built and it gives the eager image."""
+    args = CONFIGS["heavy_still"] + ["-oversample", "1", "-mosaic_dom", "1", "-phisteps", "1", "-point_pixel"]
+    eager, sim = _image(args, False)
+    assert sim.terms_per_pixel() == 1 and eager.abs().max() > 0
+    one = fused.Kernel(sim.detector, sim.crystal, sim.flags, sim.inputs().weight_factor, one_term=True)
+    assert one.key != fused.Kernel(sim.detector, sim.crystal, sim.flags, sim.inputs().weight_factor).key
+    one.load()  # builds it
+    used = []
+    load = fused.Kernel.load
+    monkeypatch.setattr(fused.Kernel, "load", lambda self: used.append(self.key) or load(self))
+    compiled, sim = _image(args, True)
+    assert sim.stats["compiled_kernel"] is True and used == [one.key]
+    torch.testing.assert_close(compiled, eager, rtol=1e-12, atol=1e-12 * float(eager.abs().max()))
+
+
 def test_release_removes_extracted_packages_while_simulations_live(inputs, tmp_path, monkeypatch):
     """What runs at exit for library users: a Simulation still holding its kernel must not keep the
     package's temporary copy alive; the kernel still works afterwards (it loads again)."""

@@ -235,12 +235,18 @@ def term_table(incident, wavelengths, vectors, weights=None):
 
 def table_lattice_sum(diffracted, table, crystal):
     """Sum of weight x F_cell^2 F_latt^2 over every (source, orientation) term of `table` (see
-    term_table): (..., 3) unit diffracted vectors -> (...). The hot loop of the simulator."""
-    dx, dy, dz = diffracted[..., 0:1], diffracted[..., 1:2], diffracted[..., 2:3]
-    h, k, l = (dx * table[3 * v] + dy * table[3 * v + 1] + dz * table[3 * v + 2] - table[9 + v] for v in range(3))
+    term_table): (..., 3) unit diffracted vectors -> (...). The hot loop of the simulator.
+
+    Terms run along the first axis and sub-pixels along the last, so that a compiled loop is
+    vectorized over sub-pixels and sums each term into its own lanes: a few terms per pixel (a
+    mosaic still) then fill every lane, where a vector over the terms would be mostly empty."""
+    flat = diffracted.reshape(-1, 3)
+    dx, dy, dz = flat[:, 0], flat[:, 1], flat[:, 2]
+    rows = table[:, :, None]
+    h, k, l = (rows[3 * v] * dx + rows[3 * v + 1] * dy + rows[3 * v + 2] * dz - rows[9 + v] for v in range(3))
     f_latt = _lattice(crystal, h, k, l)
     f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
-    return (f_cell * f_cell * f_latt * f_latt * table[12]).sum(-1)
+    return (f_cell * f_cell * f_latt * f_latt * rows[12]).sum(0).reshape(diffracted.shape[:-1])
 
 
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,

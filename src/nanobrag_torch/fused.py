@@ -100,8 +100,12 @@ class PixelKernel(torch.nn.Module):
     serves them all; only the dtype, the crystal shape and which optional factors apply select
     another."""
 
-    def __init__(self, detector, crystal, flags, weighted):
+    def __init__(self, detector, crystal, flags, weighted, one_term=False):
         super().__init__()
+        # one term per pixel (one layer, sub-pixel, source and orientation): those sizes are 1 in
+        # the code, which then is one loop over pixels, vectorized over pixels (the general
+        # kernel's vector loop runs over a pixel's terms: one lane in sixteen would be used)
+        self.one_term = one_term
         self.thick_on = bool(detector.thicksteps) and _constant(detector.thickness) != 0.0
         self.detector = dataclasses.replace(detector, thickness=1.0 if self.thick_on else 0.0, _cache=None)
         self.has_grid = crystal.Fhkl is not None and crystal.hkl_count > 0
@@ -118,7 +122,7 @@ class PixelKernel(torch.nn.Module):
         """Names the kernel family: everything that changes the generated code, nothing else."""
         d, c, f = self.detector, self.crystal, self.flags
         consts = (self.thick_on, d.curved, d.point_pixel, c.shape, self.integer, self.has_grid, f.nopolar,
-                  self.kahn_zero, _constant(f.dmin), self.weighted, str(dtype), torch.__version__,
+                  self.kahn_zero, _constant(f.dmin), self.weighted, self.one_term, str(dtype), torch.__version__,
                   _cpu_fingerprint())
         digest = hashlib.sha256(_source_digest().encode())
         digest.update(repr(consts).encode())
@@ -139,6 +143,8 @@ class PixelKernel(torch.nn.Module):
                                     kahn=0.0 if self.kahn_zero else kahn, steps=steps)
         value, small = plain_pixels(slow, fast, geo, det, incident, wavelengths, weights if self.weighted else None,
                                     rot, crystal, flags, None if self.per_source else table)
+        if self.one_term:
+            return value, small["omega_pixel"]
         # the unit diffracted vectors are an output only so that the compiler stores them once per
         # sub-pixel: otherwise it recomputes the detector geometry inside the loop over every term
         return value, small["omega_pixel"], small["diffracted"]
@@ -205,6 +211,10 @@ def _inductor_settings(dtype=None):
         "realize_reads_threshold": 16,
         # compile in-process: a pool of compile workers would multiply peak memory
         "compile_threads": 1,
+        # parallel loops that take the thread count at run time: otherwise a build in a process
+        # limited to one thread (OMP_NUM_THREADS=1, -nthreads 1) caches a serial kernel for every run
+        "cpp.dynamic_threads": True,
+        "cpp.threads": max(2, os.cpu_count() or 1),
     }
     # the CPU's vector ISA is read from cpuinfo; skip the second-long build-and-load probes
     # (a failing build falls back to the eager path)
@@ -219,12 +229,17 @@ def _inductor_settings(dtype=None):
     return inductor_config.patch(settings)
 
 
-def _dynamic_shapes(inputs):
-    """Every count-like size of the kernel's inputs as a symbolic dimension (see PixelKernel)."""
+def _dynamic_shapes(inputs, one_term=False):
+    """Every count-like size of the kernel's inputs as a symbolic dimension (see PixelKernel); a
+    one-term kernel keeps its term counts 1."""
     dim = torch.export.Dim
     n = dim("pixels")
     shapes = [None] * len(inputs)
     shapes[0] = shapes[1] = {0: n}
+    if inputs[17].dim() == 3:
+        shapes[17] = {0: dim("grid_h"), 1: dim("grid_k"), 2: dim("grid_l")}
+    if one_term:
+        return tuple(shapes)
     if inputs[13].shape[0] > 1:  # per-source sums: sources and orientations come separately
         sources = dim("sources")
         shapes[13] = shapes[14] = {0: sources}  # incident, wavelengths
@@ -233,8 +248,6 @@ def _dynamic_shapes(inputs):
         shapes[16] = {0: dim("phisteps"), 1: dim("domains")}
     else:
         shapes[28] = {1: dim("terms")}
-    if inputs[17].dim() == 3:
-        shapes[17] = {0: dim("grid_h"), 1: dim("grid_k"), 2: dim("grid_l")}
     shapes[22] = {0: dim("subpixels")}
     shapes[23] = {0: dim("layers")}
     return tuple(shapes)
@@ -255,7 +268,8 @@ def _build(path, module, inputs, dtype):
     with warnings.catch_warnings():
         # the exporter's deprecation notices are about torch internals, not the user's run
         warnings.simplefilter("ignore")
-        program = torch.export.export(module, tuple(inputs), dynamic_shapes=_dynamic_shapes(inputs))
+        shapes = _dynamic_shapes(inputs, getattr(module, "one_term", False))
+        program = torch.export.export(module, tuple(inputs), dynamic_shapes=shapes)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     key = os.path.basename(path)[:-4]
@@ -287,9 +301,27 @@ class NoCompiler(RuntimeError):
     """No C++ compiler to build a kernel with (the eager engine renders instead)."""
 
 
+def _default_compiler():
+    """Inductor's default compiler ($CXX, else g++), when Inductor is not loaded yet and would pick
+    that one: importing Inductor (and dynamo with it) to ask takes seconds, more than many whole
+    eager renders that only start a background build."""
+    if "torch._inductor.config" in sys.modules or os.name != "posix" or os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
+        return None
+    return os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
+
+
 def _check_compiler():
     if _SOURCE.get("compiler"):
         return  # found earlier in this process
+    default = _default_compiler()
+    if default is not None:
+        try:  # what Inductor's own search does for a named compiler
+            subprocess.check_output([default, "--version"], stderr=subprocess.DEVNULL)
+            _SOURCE["compiler"] = default
+            return
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise NoCompiler(f"no C++ compiler found ({default}; set CXX to one to compile kernels); "
+                             "rendering with the eager engine") from exc
     from torch._inductor import cpp_builder
 
     try:
@@ -375,13 +407,14 @@ def expected_build_seconds():
 class Kernel:
     """One kernel family for one configuration: find, build (here or in the background) and run."""
 
-    def __init__(self, detector, crystal, flags, weight_factor, aot=None):
-        self.module = PixelKernel(detector, crystal, flags, weight_factor is not None)
+    def __init__(self, detector, crystal, flags, weight_factor, aot=None, one_term=False):
+        """one_term: the run has one term per pixel (see PixelKernel)."""
+        self.module = PixelKernel(detector, crystal, flags, weight_factor is not None, one_term)
         self.aot = str(detector.device) == "cpu" if aot is None else aot
         self.key = self.module.key(detector.dtype) + ("" if self.aot else "-jit")
         self.path = os.path.join(cache_dir(), self.key + ".pt2")
         self.dtype = detector.dtype
-        self.example = lambda: _example_inputs(detector, crystal, flags, weight_factor)
+        self.example = lambda: _example_inputs(detector, crystal, flags, weight_factor, one_term)
 
     def ready(self):
         return self.key in _LOADED or not self.aot or os.path.exists(self.path)
@@ -465,6 +498,27 @@ def kernel_for_run(kernel, work, eager_seconds_per_term):
     return None
 
 
+def family_for_run(detector, crystal, flags, weight_factor, one_term):
+    """The Kernel of a run: with one term per pixel the one-term kernel, unless only the general
+    kernel of the same configuration is built yet; that one serves meanwhile (one vector lane in
+    sixteen, still far quicker than the eager engine) while the one-term kernel is built in the
+    background for later runs."""
+    kernel = Kernel(detector, crystal, flags, weight_factor, one_term=one_term)
+    if not one_term or kernel.ready():
+        return kernel
+    general = Kernel(detector, crystal, flags, weight_factor)
+    if not general.ready():
+        return kernel
+    if background_builds_allowed() and not kernel.busy():
+        try:
+            kernel.build_in_background()
+        except NoCompiler:
+            return general
+        LOG.info("rendering with the general compiled kernel while one for a single term per pixel is built "
+                 "in the background for later runs (kept in %s)", cache_dir())
+    return general
+
+
 def build_from_spec(spec):
     """The background builder's entry point (see Kernel.build_in_background)."""
     try:
@@ -477,7 +531,7 @@ def build_from_spec(spec):
                   wait=False)
 
 
-def pixel_kernel(detector, crystal, flags, weight_factor, aot=None):
+def pixel_kernel(detector, crystal, flags, weight_factor, aot=None, one_term=False):
     """A compiled drop-in for engine.plain_pixels on chunks of any number of pixels, built if needed.
 
     aot: compile ahead of time with AOTInductor (default on CPU) or else with torch.compile
@@ -485,7 +539,7 @@ def pixel_kernel(detector, crystal, flags, weight_factor, aot=None):
 
     Returns a function taking kernel_inputs(...) and returning (values, omega shares, unit
     diffracted vectors)."""
-    return Kernel(detector, crystal, flags, weight_factor, aot).load()
+    return Kernel(detector, crystal, flags, weight_factor, aot, one_term).load()
 
 
 @contextlib.contextmanager
@@ -535,17 +589,19 @@ def _load_package(path, build):
         return _open_package(path)
 
 
-def _example_inputs(detector, crystal, flags, weight_factor):
-    """Inputs with every symbolic size at least 2 (an exporter specializes sizes 0 and 1)."""
+def _example_inputs(detector, crystal, flags, weight_factor, one_term=False):
+    """Inputs with every symbolic size at least 2 (an exporter specializes sizes 0 and 1), and
+    every term count 1 for a one-term kernel."""
     # distinct sizes, so that no two symbolic dimensions are taken for one
     index = torch.zeros(11, dtype=torch.long)
     geo = {k: torch.zeros(3, dtype=detector.dtype) for k in GEO_KEYS}
     geo["distance"] = geo["close_distance"] = torch.ones((), dtype=detector.dtype)
-    incident = torch.ones(4, 3, dtype=detector.dtype)
-    wavelengths = torch.ones(4, dtype=detector.dtype)
-    weights = None if weight_factor is None else torch.ones(4, dtype=detector.dtype)
-    rot = torch.zeros(2, 5, 3, 3, dtype=detector.dtype)
-    example = dataclasses.replace(detector, oversample=6, thicksteps=7, _cache=None)
+    sources, phisteps, domains, subpixels, layers = (1, 1, 1, 1, 1) if one_term else (4, 2, 5, 6, 7)
+    incident = torch.ones(sources, 3, dtype=detector.dtype)
+    wavelengths = torch.ones(sources, dtype=detector.dtype)
+    weights = None if weight_factor is None else torch.ones(sources, dtype=detector.dtype)
+    rot = torch.zeros(phisteps, domains, 3, 3, dtype=detector.dtype)
+    example = dataclasses.replace(detector, oversample=subpixels, thicksteps=layers, _cache=None)
     if crystal.Fhkl is not None and crystal.hkl_count > 0:
         crystal = dataclasses.replace(crystal, Fhkl=torch.zeros(6, 7, 8, dtype=detector.dtype))
     return kernel_inputs(index, index, geo, example, incident, wavelengths, weights, rot, crystal, flags)

@@ -52,6 +52,11 @@ def compile_available():
     return _COMPILED["ok"]
 
 
+def _joined(pieces):
+    """torch.cat, without copying a single piece (a plain image's chunk is one piece)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+
 def _pad(index, size):
     if index.numel() == size:
         return index
@@ -298,8 +303,8 @@ class Simulation(torch.nn.Module):
             out.append(value)
             omegas.append(omega)
         if omegas:
-            omega_sum = float(torch.cat(omegas).sum())
-        values = torch.cat(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
+            omega_sum = float(_joined(omegas).sum())
+        values = _joined(out) if out else torch.zeros(0, dtype=self.detector.dtype, device=self.detector.device)
         return values, diags, omega_sum
 
     def _render_eager(self, slow, fast, inputs, state):
@@ -347,10 +352,10 @@ class Simulation(torch.nn.Module):
         cached = getattr(self, "_fused_cache", None)
         if cached is not None and cached[0] is inputs:
             return cached[1]
-        from .fused import Kernel, kernel_for_run, kernel_inputs
+        from .fused import family_for_run, kernel_for_run, kernel_inputs
 
         geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
-        kernel = Kernel(self.detector, self.crystal, self.flags, wf)
+        kernel = family_for_run(self.detector, self.crystal, self.flags, wf, self.terms_per_pixel() == 1)
         if self.use_compile is True:
             run = kernel.load()
         else:
@@ -418,7 +423,11 @@ class Simulation(torch.nn.Module):
         rows, cols = self.rendered_ranges()
         inputs = self.inputs()
         state = self.new_state(inputs)
-        image = torch.zeros(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
+        # whole rows, every pixel rendered: each chunk is one contiguous slice of the image
+        whole_rows = self.mask is None and cols.numel() == d.fpixels
+        full = whole_rows and rows.numel() == d.spixels
+        first_row = int(rows[0]) if rows.numel() else 0
+        image = (torch.empty if full else torch.zeros)(d.spixels * d.fpixels, dtype=d.dtype, device=dev)
         chunk = self.chunk_size(fused=self._compile_ok(state, pending_ok=True))
         rows_per_chunk = max(1, chunk // max(1, cols.numel()))
         omega_sum = 0.0
@@ -437,7 +446,10 @@ class Simulation(torch.nn.Module):
             omega_sum += chunk_omega
             if values.requires_grad:
                 pieces.append((slow * d.fpixels + fast, values))
-            else:  # written in place: nothing to differentiate, and no second copy of the image
+            elif whole_rows:  # written in place: nothing to differentiate, and no second copy of the image
+                start = (first_row + r0) * d.fpixels
+                image[start:start + values.numel()].copy_(values)
+            else:
                 image.index_put_((slow * d.fpixels + fast,), values)
             if progress is not None:
                 progress(min(r0 + rows_per_chunk, rows.numel()) / max(1, rows.numel()))

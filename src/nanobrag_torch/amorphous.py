@@ -17,7 +17,7 @@ R_E_SQR = 7.94079248018965e-30  # Thomson cross section (m^2)
 AVOGADRO = 6.02214179e23
 # (pixel x sub-pixel x source) evaluations per chunk: bounds memory whatever the detector size
 TERM_BUDGET = 1 << 20
-COMPILED_BLOCK = 1 << 16  # pixels per call of the compiled loop (64 rows of 1024)
+COMPILED_BLOCK = 1 << 18  # pixels per call of the compiled loop feeding a consumer (256 rows of 1024)
 
 
 @dataclass
@@ -174,18 +174,17 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
     pieces = []
     compiled = compiled_path_applies(detector, [geo["pix0"], geo["fdet"], incident, wl, weights, sample.table.F,
                                                 scale], kahn)
-    if compiled:  # row blocks small enough for a noise worker to follow closely (on_rows)
-        prepared = _compiled_inputs(detector, geo, incident, wl, weights, sample.table, axis)
-        rows_per_chunk = max(1, COMPILED_BLOCK // max(1, cols.numel()))
-    for r0 in range(0, rows.numel(), rows_per_chunk):
+    if compiled:
+        pieces, omega_sum = _render_compiled(detector, geo, incident, wl, weights, sample.table, axis, kahn, nopolar,
+                                             rows, cols, scale, on_rows)
+        if progress is not None:
+            progress(1.0)
+    for r0 in range(0, 0 if compiled else rows.numel(), rows_per_chunk):
         r = rows[r0:r0 + rows_per_chunk]
-        if compiled:
-            values, chunk_omega = _render_compiled(detector, prepared, kahn, nopolar, r, cols, on_rows is not None)
-        else:
-            slow = r.repeat_interleave(cols.numel())
-            fast = cols.repeat(r.numel())
-            values, chunk_omega = background_terms(detector, geo, slow, fast, incident, wl, weights, sample.table,
-                                                   axis, kahn, nopolar)
+        slow = r.repeat_interleave(cols.numel())
+        fast = cols.repeat(r.numel())
+        values, chunk_omega = background_terms(detector, geo, slow, fast, incident, wl, weights, sample.table,
+                                               axis, kahn, nopolar)
         pieces.append(values.reshape(r.numel(), cols.numel()) * scale)
         omega_sum = omega_sum + chunk_omega
         if on_rows is not None:
@@ -226,13 +225,26 @@ def _compiled_inputs(detector, geo, incident, wl, weights, table, axis):
             _as_np(table.stol), _as_np(anchor), coefficients)
 
 
-def _render_compiled(detector, prepared, kahn, nopolar, rows, cols, spare_core=False):
+def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, nopolar, rows, cols, scale, on_rows):
+    """([scaled image block], omega sum) by the compiled loop: in one call, or for a consumer
+    (on_rows) in a few row blocks with one thread fewer, numpy only between blocks (torch
+    operations there wake its thread pool against the loop's)."""
     from . import amorphous_kernel
 
-    out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar, float(kahn),
-                                         rows.cpu().numpy().astype(np.int64), cols.cpu().numpy().astype(np.int64),
-                                         spare_core)
-    return torch.as_tensor(out, dtype=detector.dtype, device=detector.device), omega
+    prepared = _compiled_inputs(detector, geo, incident, wl, weights, table, axis)
+    rows, cols = rows.cpu().numpy().astype(np.int64), cols.cpu().numpy().astype(np.int64)
+    dtype = torch.empty(0, dtype=detector.dtype).numpy().dtype
+    factor = dtype.type(scale.item())  # the scale in the image's precision, as the torch path multiplies
+    step = len(rows) if on_rows is None else max(1, COMPILED_BLOCK // max(1, len(cols)))
+    blocks, omega_sum = [], 0.0
+    for r0 in range(0, len(rows), step):
+        out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar,
+                                             float(kahn), rows[r0:r0 + step], cols, on_rows is not None)
+        blocks.append(out.astype(dtype) * factor)
+        omega_sum += omega
+        if on_rows is not None:
+            on_rows(int(rows[r0]), blocks[-1])
+    return [torch.as_tensor(np.concatenate(blocks), device=detector.device)], omega_sum
 
 
 def _unit_rows(v):

@@ -453,7 +453,8 @@ def run(argv, out=None):
     noise = rng.RowNoise((v.spixels, v.fpixels), v.seed, v.adc_offset, v.roi) if v.calculate_noise else None
     with torch.no_grad():
         image, omega_sum, v = simulate(v, say, Progress(v.progress),
-                                       None if noise is None else lambda row, block: noise.add(row, block.cpu()))
+                                       None if noise is None else
+                                       lambda row, block: noise.add(row, torch.as_tensor(block).cpu().numpy()))
     say("")
     omega = float(omega_sum)
     say("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (omega, 100 * omega / 4 / math.pi))

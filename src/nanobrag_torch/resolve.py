@@ -17,9 +17,10 @@ from .settings import RTD, Settings, Vec3, array_field, freeze, scratch
 @dataclass(frozen=True)
 class Resolved(Settings):
     """The settings of one run after nanoBragg's set-up (made by `setup.build`, whose steps each
-    return the values they decide as a new object, and kept as `sim.settings`): every default chosen (beam centre, pivot, step counts, oversampling,
-    interpolation, cell counts from the crystal size), vectors normalized, and the values derived
-    from the models and input files, which the report, the output headers and -write_expt read."""
+    return the values they decide as a new object, and kept as `sim.settings`): every default
+    chosen (beam centre, pivot, step counts, oversampling, interpolation, cell counts from the
+    crystal size), vectors normalized, and the values derived from the models and input files,
+    which the report, the output headers and -write_expt read."""
 
     vert: Vec3 = (0.0, 0.0, 0.0)  # beam x polarization vector: the vertical divergence axis
     panel_count: int = 1

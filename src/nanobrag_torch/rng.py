@@ -202,6 +202,36 @@ def _poisson_run(xm, starts, stops, sd, csd, tab, ps, setup, lgam, flicker, cali
     return total
 
 
+def _noise_loop(img, x0, x1, y0, y1, adc, sd, tab, ps, lgam, out):
+    """noise_image in one pass over the ROI, in the C's order: each pixel's Poisson count (the
+    statics recomputed for a new mean only, as poidev does; kept in locals, which the compiled loop
+    holds in registers), plus the ADC offset, clipped at 65535 and cast as the C casts. Returns
+    (photon sum, overloads); ps gets the last statics back."""
+    total = 0.0
+    overloads = 0
+    last, sq, alxm, g = ps[3], ps[0], ps[1], ps[2]
+    for s in range(y0, y1 + 1):
+        for f in range(x0, x1 + 1):
+            x = _F64(img[s, f])
+            if x > 1.0e6:
+                ps[3], ps[0], ps[1], ps[2] = last, sq, alxm, g
+                em = _poidev(x, sd, tab, ps, lgam)
+                last, sq, alxm, g = ps[3], ps[0], ps[1], ps[2]
+            else:
+                if x != last:
+                    last = x
+                    sq, alxm, g = _poisson_statics(x)
+                em = _multiplied(g, sd, tab) if x < 12.0 else _rejected(x, sq, alxm, g, lgam, sd, tab)
+            total += em
+            test = em + adc
+            if test > 65535.0:
+                test = 65535.0
+                overloads += 1
+            out[s, f] = int(test) & 0xFFFF if -2147483648.0 < test < 2147483648.0 else 0
+    ps[3], ps[0], ps[1], ps[2] = last, sq, alxm, g
+    return total, overloads
+
+
 def _gauss_stream(sd, tab, ps, out):
     """The next out.shape[0] unit Gaussian deviates of one seed (noisify's read-out noise)."""
     for i in range(out.shape[0]):
@@ -210,7 +240,7 @@ def _gauss_stream(sd, tab, ps, out):
 
 _prange = range
 _JITTED = ("_ran1", "_gammln", "_gaussdev", "_poisson_statics", "_multiplied", "_rejected", "_poidev",
-           "_poisson_run", "_gauss_stream")
+           "_poisson_run", "_noise_loop", "_gauss_stream")
 _PARALLEL = ("_poisson_setup",)
 # a call passing arrays costs atomic reference counts (~10 ns a pixel): these are inlined
 _INLINED = ("_ran1", "_gaussdev", "_multiplied", "_rejected")
@@ -240,6 +270,14 @@ def poisson_counts(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, cal
     return poisson_draws(means, starts, stops, sd, tab, ps, csd, flicker, calibration)()
 
 
+def _lgamma_table(means):
+    """An empty (NaN) table of ln Gamma of integer deviates, up to well past the largest mean below
+    1e6 (rarer deviates are computed)."""
+    finite = means[np.isfinite(means) & (means <= 1.0e6)]
+    top = float(finite.max()) if finite.size else 0.0
+    return np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
+
+
 def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
     """poisson_counts in two steps: the parallel preparation now, the sequential draws when the
     returned function is called (from any thread: it launches no parallel kernel and releases
@@ -249,10 +287,7 @@ def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, cali
     setup = np.zeros((0 if scaled else means.size, 3))
     if not scaled:
         _impl("_poisson_setup")(means, setup)
-    finite = means[np.isfinite(means) & (means <= 1.0e6)]
-    top = float(finite.max()) if finite.size else 0.0
-    # ln Gamma of integer deviates up to well past the largest mean (rarer ones are computed)
-    lgam = np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
+    lgam = _lgamma_table(means)
     out = np.zeros(means.size)
     run = _impl("_poisson_run")
 
@@ -325,9 +360,15 @@ def noise_image(float_image, seed, adc_offset, roi, table=None):
     img = np.ascontiguousarray(float_image, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError("noise_image needs a 2-D (slow, fast) image")
-    noise = RowNoise(img.shape, seed, adc_offset, roi, table)
-    noise.add(noise.y0, img[noise.y0:noise.y1 + 1, noise.x0:noise.x1 + 1])
-    return noise.result()
+    h, w = img.shape
+    x0, x1 = max(int(roi[0]), 0), min(int(roi[1]), w - 1)
+    y0, y1 = max(int(roi[2]), 0), min(int(roi[3]), h - 1)
+    ps = np.zeros(6)
+    ps[3] = -1.0
+    out = np.zeros((h, w), dtype=np.uint16)
+    total, overloads = _impl("_noise_loop")(img, x0, x1, y0, y1, float(adc_offset), np.array([int(seed)], np.int64),
+                                            new_table() if table is None else table, ps, _lgamma_table(img), out)
+    return out, float(total), int(overloads)
 
 
 class RowNoise:

@@ -476,9 +476,9 @@ def kernel_for_run(kernel, work, eager_seconds_per_term):
     take. If the eager render (timed on a few pixels) is quicker than a build, the kernel is built in
     a background process for later runs instead (or is already being built by another process).
 
-    eager_seconds_per_term: CPU seconds per evaluation divided by the threads the eager engine uses
-    (its wall time per evaluation on an idle machine); both sides are CPU-based, so another job's
-    load on the machine does not tip the choice."""
+    eager_seconds_per_term: CPU seconds per evaluation on one thread divided by the threads the
+    eager engine uses (its wall time per evaluation on an idle machine); both sides are CPU-based,
+    so another job's load on the machine does not tip the choice."""
     if kernel.ready():
         return kernel.load()
     if kernel.aot:

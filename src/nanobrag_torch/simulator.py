@@ -371,14 +371,21 @@ class Simulation(torch.nn.Module):
 
     def _eager_seconds_per_term(self, slow, fast, inputs, state):
         """The eager engine's time per pixel x term on an idle machine, measured on a few of these
-        pixels: CPU seconds over its threads (a busy machine's wall clock would overstate it)."""
+        pixels: CPU seconds on one thread, over the threads of the run. A busy machine's wall clock
+        would overstate it, and so would CPU seconds on several threads: there OpenMP's threads
+        spin while they wait for one another (10-50x the work on a 2-core machine with 8 jobs)."""
         from .fused import cpu_seconds
 
         count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
-        start = cpu_seconds()
-        self._render_eager(slow[:count], fast[:count], inputs, state)
-        cpu = cpu_seconds() - start
-        return cpu / max(1, torch.get_num_threads()) / (count * self.terms_per_pixel())
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            start = cpu_seconds()
+            self._render_eager(slow[:count], fast[:count], inputs, state)
+            cpu = cpu_seconds() - start
+        finally:
+            torch.set_num_threads(threads)
+        return cpu / max(1, threads) / (count * self.terms_per_pixel())
 
     def _compile_ok(self, state, pending_ok=False):
         """Use the compiled plain path when it pays off and nothing needs autograd or per-term state.

@@ -198,11 +198,17 @@ def int_image(float_image, scale, adc, roi):
     # a block of rows at a time: the double-precision temporaries stay small whatever the detector
     rows = max(1, (1 << 18) // max(1, img.shape[-1])) if img.ndim > 1 else max(1, img.shape[0])
     for r in range(0, img.shape[0], rows):
-        test = img[r:r + rows].astype(np.float64) * float(scale) + float(adc)
-        test = np.where(test > 65535.0, 65535.0, test)  # NaN passes through as in the C
-        test = np.where(test < 0.0, 0.0, test)
-        rounded = np.floor((test + 0.5).astype(np.float32)).astype(np.float64)
-        out[r:r + rows] = _c_cast(rounded, 0xFFFF).astype(np.uint16)
+        test = img[r:r + rows].astype(np.float64)
+        test *= float(scale)
+        test += float(adc)
+        np.minimum(test, 65535.0, out=test)  # NaN passes through as in the C
+        np.maximum(test, 0.0, out=test)
+        test += 0.5
+        rounded = test.astype(np.float32)
+        np.floor(rounded, out=rounded)
+        # now 0..65535 or NaN, which the C's cast turns into 0 (as _c_cast does)
+        rounded[np.isnan(rounded)] = 0.0
+        out[r:r + rows] = rounded.astype(np.uint16)
     return _roi_only(out, roi)
 
 

@@ -101,3 +101,28 @@ def test_background_and_detector_model_apply_per_frame(work):
     np.testing.assert_array_equal(result.counts, noise)
     plain = single(BASE + ["-phi", "0.2", "-seed", "9"], work, "plain")[0]
     assert np.all(photons >= plain) and photons.sum() > 1.01 * plain.sum()  # the background is there
+
+
+def test_render_threads_spare_a_core_for_the_noise_and_come_back(work, monkeypatch):
+    import torch
+
+    from nanobrag_torch.datasets import cli as dataset_cli
+
+    seen = []
+    real = dataset_cli._spare_a_core
+
+    def spy(renderer):
+        restore = real(renderer)
+        seen.append((restore, torch.get_num_threads()))
+        return restore
+
+    monkeypatch.setattr(dataset_cli, "_spare_a_core", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert dataset(BASE + ["-frames", "2", "-nexus", "t.nxs"], work) == 0
+        assert seen[-1] == (2, 1) and torch.get_num_threads() == 2  # one thread fewer, then restored
+        assert dataset(BASE + ["-frames", "2", "-nexus", "u.nxs", "-nonoise"], work) == 0
+        assert seen[-1] == (2, 2)  # no noise thread: all threads render
+    finally:
+        torch.set_num_threads(before)

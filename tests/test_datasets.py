@@ -103,7 +103,7 @@ def test_background_and_detector_model_apply_per_frame(work):
     assert np.all(photons >= plain) and photons.sum() > 1.01 * plain.sum()  # the background is there
 
 
-def test_render_threads_spare_a_core_for_the_noise_and_come_back(work, monkeypatch):
+def test_render_threads_spare_a_core_on_a_busy_machine_and_come_back(work, monkeypatch):
     import torch
 
     from nanobrag_torch.datasets import cli as dataset_cli
@@ -118,11 +118,16 @@ def test_render_threads_spare_a_core_for_the_noise_and_come_back(work, monkeypat
 
     monkeypatch.setattr(dataset_cli, "_spare_a_core", spy)
     before = torch.get_num_threads()
+    busy = (64.0, 64.0, 64.0)
     try:
         torch.set_num_threads(2)
+        monkeypatch.setattr(dataset_cli.os, "getloadavg", lambda: busy)
         assert dataset(BASE + ["-frames", "2", "-nexus", "t.nxs"], work) == 0
         assert seen[-1] == (2, 1) and torch.get_num_threads() == 2  # one thread fewer, then restored
         assert dataset(BASE + ["-frames", "2", "-nexus", "u.nxs", "-nonoise"], work) == 0
         assert seen[-1] == (2, 2)  # no noise thread: all threads render
+        busy = (0.0, 0.0, 0.0)  # an idle machine: all threads render
+        assert dataset(BASE + ["-frames", "2", "-nexus", "v.nxs"], work) == 0
+        assert seen[-1] == (2, 2)
     finally:
         torch.set_num_threads(before)

@@ -218,15 +218,17 @@ class _Guarded:
 
 
 def _spare_a_core(renderer) -> int:
-    """Render with one thread fewer than torch's default while frames' noise is drawn on a second
-    thread (unless -nthreads is given): an OpenMP team that shares its cores with the noise thread
-    waits at every barrier (D1 on a loaded 2-core machine: 30 frames in 12.6-16.6 s with two render
-    threads, 6.9-7.9 s with one). Returns the thread count to restore."""
+    """On a machine whose cores are already busy, render with one thread fewer than torch's default
+    while frames' noise is drawn on a second thread (unless -nthreads is given): an OpenMP team that
+    shares its cores with the noise thread and other jobs waits at every barrier. Measured on 2
+    cores: 30 D1 frames at load ~5 in 6.9 s with one render thread, 8.0-16.6 s with two; 100 frames
+    at load < 1 in 15.4-16.2 s with one, 12.3-12.4 s with two. Returns the thread count to restore."""
     import torch
 
     threads = torch.get_num_threads()
     v = renderer.settings
-    if v.nthreads <= 0 and v.calculate_noise and torch.device(renderer.sim.detector.device).type == "cpu":
+    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
+    if busy and v.nthreads <= 0 and v.calculate_noise and torch.device(renderer.sim.detector.device).type == "cpu":
         torch.set_num_threads(max(1, threads - 1))
     return threads
 

@@ -3,6 +3,7 @@
 Holds the physical models (Detector, Crystal, beam/sources) as tensors and renders either the
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
+import contextlib
 import dataclasses
 import logging
 import math
@@ -61,6 +62,20 @@ def _pad(index, size):
     if index.numel() == size:
         return index
     return torch.cat((index, index[-1:].expand(size - index.numel())))
+
+
+@contextlib.contextmanager
+def _torch_threads(count):
+    """torch's intra-op thread count set to `count` (None: unchanged) for a block, then restored."""
+    if count is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -299,7 +314,11 @@ class Simulation(torch.nn.Module):
                 if self._compile_ok(state):
                     value, omega = self._render_fused(s, f, inputs, state, total or slow.numel())
                 if value is None:
-                    value, omega = self._render_eager(s, f, inputs, state)
+                    # a kernel build running beside this render takes a core: an OpenMP team sharing
+                    # it waits at every barrier (a cold 3072^2 still: 20 s on two threads, ~4 s on one)
+                    spare = getattr(self, "_build_running", False)
+                    with _torch_threads(max(1, torch.get_num_threads() - 1) if spare else None):
+                        value, omega = self._render_eager(s, f, inputs, state)
             out.append(value)
             omegas.append(omega)
         if omegas:
@@ -352,7 +371,7 @@ class Simulation(torch.nn.Module):
         cached = getattr(self, "_fused_cache", None)
         if cached is not None and cached[0] is inputs:
             return cached[1]
-        from .fused import family_for_run, kernel_for_run, kernel_inputs
+        from .fused import background_builds_allowed, family_for_run, kernel_for_run, kernel_inputs
 
         geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         kernel = family_for_run(self.detector, self.crystal, self.flags, wf, self.terms_per_pixel() == 1)
@@ -361,6 +380,8 @@ class Simulation(torch.nn.Module):
         else:
             run = kernel_for_run(kernel, total * self.terms_per_pixel(),
                                  lambda: self._eager_seconds_per_term(slow, fast, inputs, state))
+            # None here: this run renders eagerly while a build (this run's or another's) goes on
+            self._build_running = run is None and kernel.aot and background_builds_allowed()
         if run is not None:
             index = torch.zeros(1, dtype=torch.long, device=self.detector.device)
             rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal,
@@ -378,13 +399,10 @@ class Simulation(torch.nn.Module):
 
         count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with _torch_threads(1):
             start = cpu_seconds()
             self._render_eager(slow[:count], fast[:count], inputs, state)
             cpu = cpu_seconds() - start
-        finally:
-            torch.set_num_threads(threads)
         return cpu / max(1, threads) / (count * self.terms_per_pixel())
 
     def _compile_ok(self, state, pending_ok=False):

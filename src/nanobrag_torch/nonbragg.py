@@ -15,7 +15,7 @@ from .io.stol import read_stol
 from .models import Detector
 from .options import F, I, S
 from .outputs import statistics, write_all
-from .settings import RTD, Vec3, freeze, roi_ranges, scratch
+from .settings import RTD, SharedSettings, Vec3, freeze, roi_ranges, scratch
 
 USAGE = """usage: nonBragg -stol water.stol [options]
 Options follow nonBragg.c (see README): -thick -samplesize -density -MW -molecules -distance
@@ -46,90 +46,21 @@ NAN = float("nan")
 
 
 @dataclass(frozen=True)
-class NonBraggSettings:
+class NonBraggSettings(SharedSettings):
     """nonBragg.c's settings (SI units), made once by `parse` (options then nonBragg's set-up);
     `simulate` returns the placed detector's values as a new object."""
 
-    beam: Vec3 = (1.0, 0.0, 0.0)
-    lambda0: float = 1e-10
-    dispersion: float = 0.0
-    dispstep: float = -1.0
-    source_distance: float = 10.0
-    hdivstep: float = -1.0
-    hdivrange: float = -1.0
-    vdivstep: float = -1.0
-    vdivrange: float = -1.0
-    hdivsteps: int = -1
-    vdivsteps: int = -1
-    dispsteps: int = -1
-    round_div: bool = True
-    fluence: float = 125932015286227086360700780544.0
-    flux: float = 0.0
-    exposure: float = 1.0
-    beamsize: float = 0.0001
     sample_x: float = 0.0001
     sample_y: float = 0.0001
     sample_z: float = 0.0001
-    density: float = 1000000.0
-    molecular_weight: float = 18.0
     molecules: float = 0.0
-    pixel_size: float = 0.0001
-    fpixels: int = 0
-    spixels: int = 0
-    distance: float = 0.1
     detsize_x: float = 0.1024
     detsize_y: float = 0.1024
-    fdet: Vec3 = (0.0, 0.0, 1.0)
-    sdet: Vec3 = (0.0, -1.0, 0.0)
-    odet: Vec3 = (1.0, 0.0, 0.0)
-    rotx: float = 0.0
-    roty: float = 0.0
-    rotz: float = 0.0
     twotheta_axis: Vec3 = (0.0, 1.0, 0.0)
-    pivot: str = 'beam'
-    twotheta: float = 0.0
-    curved: bool = False
-    point_pixel: bool = False
-    Xbeam: float = NAN  # NaN: not given
-    Ybeam: float = NAN
-    Xclose: float = NAN
-    Yclose: float = NAN
-    close_distance: float = NAN
-    ORGX: float = NAN
-    ORGY: float = NAN
     gain: float = 1.0
-    adc_offset: float = 40.0
-    polar_vector: Vec3 = (0.0, 0.0, 1.0)
-    polarization: float = 0.0
-    nopolar: bool = False
-    roi: tuple[int, int, int, int] = (-1, -1, -1, -1)
-    oversample: int = -1
-    phi0: float = 0.0
-    phistep: float = -1.0
-    osc: float = -1.0
-    phisteps: int = -1
-    spindle: Vec3 = (0.0, 0.0, 1.0)
-    stolfile: str | None = None
     stol_mult: float = 10000000000.0  # the -stol/-4stol/-Q table's scale to 1/m
-    sourcefile: str | None = None
-    floatfile: str = 'floatimage.bin'
-    intfile: str = 'intimage.img'
-    pgmfile: str = 'image.pgm'
-    noisefile: str = 'noiseimage.img'
-    calculate_noise: bool = True
-    write_pgm: bool = True
-    intfile_scale: float = 0.0
-    pgm_scale: float = 0.0
-    progress: bool = True
-    seed: int | None = None
-    dtype: str = 'float64'
-    device: str = 'cpu'
-    write_expt: str | None = None
     # set by `parse` (nonBragg.c's set-up)
     vert: Vec3 = (0.0, 0.0, 0.0)
-    detector_thick: float = 0.0
-    detector_thickstep: float = -1.0
-    detector_thicksteps: int = -1
     detector_mu: float = 0.0
     mosaic_domains: int = 0
     mosaic_spread: float = 0.0

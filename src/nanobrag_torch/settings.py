@@ -25,75 +25,46 @@ def array_field() -> dataclasses.Field:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The command line's settings, as nanoBragg.c holds them after reading argv (SI units:
-    metres, radians, seconds; C's sentinels kept: NaN = not given, -1 = choose a default).
+class SharedSettings:
+    """The options nanoBragg and nonBragg share, with the same names, defaults and units (SI; C's
+    sentinels: NaN = not given, -1 = choose a default). `Settings` and `nonbragg.NonBraggSettings`
+    add the options of their own program."""
 
-    Made once by `parse` (then `cli.load_settings` adds what other readers supply, as new objects
-    with `dataclasses.replace`) and never changed: `resolve.Resolved` holds the values derived
-    from them. Field names are nanoBragg.c's variable names."""
-
-    # crystal
-    Na: float = 1.0
-    Nb: float = 1.0
-    Nc: float = 1.0
-    user_cell: bool = False
-    cell: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a, b, c (A), alpha, beta, gamma (rad)
-    misset: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # (flag: 1 given, -1 random, 0 none), 3 angles (rad)
-    sample_x: float = 0.0
-    sample_y: float = 0.0
-    sample_z: float = 0.0
+    # sample
     density: float = 1.0e6
     molecular_weight: float = 18.0
-    shape: str = "square"
-    fudge: float = 1.0
-    # detector placement
+    # detector placement and pixels (NaN: not given)
     Xbeam: float = NAN
     Ybeam: float = NAN
     Xclose: float = NAN
     Yclose: float = NAN
+    close_distance: float = NAN
     ORGX: float = NAN
     ORGY: float = NAN
-    Fbeam: float = NAN
-    Sbeam: float = NAN
-    Fclose: float = NAN
-    Sclose: float = NAN
     pivot: str = "beam"
-    convention: str = "MOSFLM"
     fdet: Vec3 = (0.0, 0.0, 1.0)
     sdet: Vec3 = (0.0, -1.0, 0.0)
     odet: Vec3 = (1.0, 0.0, 0.0)
     beam: Vec3 = (1.0, 0.0, 0.0)
     polar_vector: Vec3 = (0.0, 0.0, 1.0)
     spindle: Vec3 = (0.0, 0.0, 1.0)
-    twotheta_axis: Vec3 = (0.0, 0.0, -1.0)
-    pix0: Vec3 | None = None
-    pix0_option: bool = False
     distance: float = 100.0e-3
-    close_distance: float = NAN
     source_distance: float = 10.0
     twotheta: float = 0.0
     rotx: float = 0.0
     roty: float = 0.0
     rotz: float = 0.0
-    # detector pixels and sensor
-    detector_mu: float = -1.0
     detector_thick: float = 0.0
     detector_thickstep: float = -1.0
     detector_thicksteps: int = -1
-    detsize_f: float = 102.4e-3
-    detsize_s: float = 102.4e-3
     fpixels: int = 0
     spixels: int = 0
     curved: bool = False
     pixel_size: float = 0.1e-3
     point_pixel: bool = False
-    oversample_thick: bool = False
-    oversample_polar: bool = False
-    oversample_omega: bool = False
     oversample: int = -1
     roi: tuple[int, int, int, int] = (-1, -1, -1, -1)  # xmin xmax ymin ymax (fast first, as typed)
-    # beam
+    # beam, sources and rotation
     polarization: float = 0.0
     nopolar: bool = False
     lambda0: float = 1.0e-10
@@ -111,13 +82,70 @@ class Settings:
     hdivsteps: int = -1
     vdivsteps: int = -1
     round_div: bool = True
-    # sampling
-    mosaic_spread: float = -1.0
-    mosaic_domains: int = -1
     phi0: float = 0.0
     osc: float = -1.0
     phistep: float = -1.0
     phisteps: int = -1
+    # files and outputs
+    stolfile: str | None = None
+    sourcefile: str | None = None
+    floatfile: str = "floatimage.bin"
+    intfile: str = "intimage.img"
+    pgmfile: str = "image.pgm"
+    noisefile: str = "noiseimage.img"
+    write_expt: str | None = None
+    calculate_noise: bool = True
+    write_pgm: bool = True
+    intfile_scale: float = 0.0
+    pgm_scale: float = 0.0
+    adc_offset: float = 40.0
+    # run
+    progress: bool = True
+    seed: int | None = None
+    dtype: str = "float64"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Settings(SharedSettings):
+    """The command line's settings, as nanoBragg.c holds them after reading argv (SI units:
+    metres, radians, seconds; C's sentinels kept: NaN = not given, -1 = choose a default).
+
+    Made once by `parse` (then `cli.load_settings` adds what other readers supply, as new objects
+    with `dataclasses.replace`) and never changed: `resolve.Resolved` holds the values derived
+    from them. Field names are nanoBragg.c's variable names."""
+
+    # crystal
+    Na: float = 1.0
+    Nb: float = 1.0
+    Nc: float = 1.0
+    user_cell: bool = False
+    cell: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # a, b, c (A), alpha, beta, gamma (rad)
+    misset: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # (flag: 1 given, -1 random, 0 none), 3 angles (rad)
+    sample_x: float = 0.0
+    sample_y: float = 0.0
+    sample_z: float = 0.0
+    shape: str = "square"
+    fudge: float = 1.0
+    # detector placement
+    Fbeam: float = NAN
+    Sbeam: float = NAN
+    Fclose: float = NAN
+    Sclose: float = NAN
+    convention: str = "MOSFLM"
+    twotheta_axis: Vec3 = (0.0, 0.0, -1.0)
+    pix0: Vec3 | None = None
+    pix0_option: bool = False
+    # detector pixels and sensor
+    detector_mu: float = -1.0
+    detsize_f: float = 102.4e-3
+    detsize_s: float = 102.4e-3
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    # sampling
+    mosaic_spread: float = -1.0
+    mosaic_domains: int = -1
     dmin: float = 0.0
     interpolate: int = 2  # 2: choose from the crystal size
     # input files
@@ -127,8 +155,6 @@ class Settings:
     dumpfile: str = "Fdump.bin"
     imgfile: str | None = None
     maskfile: str | None = None
-    stolfile: str | None = None
-    sourcefile: str | None = None
     mtzfile: str | None = None
     mtz_column: str | None = None
     cif_sf_file: str | None = None
@@ -141,23 +167,11 @@ class Settings:
     expt_real: tuple | None = None  # its crystal's real-space vectors (A, rows a, b, c)
     mask_image: Any = array_field()  # -mask as a (spixels, fpixels) numpy array
     # outputs
-    floatfile: str = "floatimage.bin"
-    intfile: str = "intimage.img"
-    pgmfile: str = "image.pgm"
-    noisefile: str = "noiseimage.img"
-    write_expt: str | None = None
-    calculate_noise: bool = True
-    write_pgm: bool = True
-    intfile_scale: float = 0.0
-    pgm_scale: float = 0.0
-    adc_offset: float = 40.0
     printout: bool = False
     printout_fpixel: int = -1
     printout_spixel: int = -1
     trace_pixel: tuple[int, int] | None = None  # (slow, fast)
-    progress: bool = True
     # random numbers (C's negated seeds; None until `cli.load_settings` takes the clock)
-    seed: int | None = None
     mosaic_seed: int = -12345678
     misset_seed: int | None = None
     calib_seed: int = 123456789
@@ -166,8 +180,6 @@ class Settings:
     background: dict | None = None
     detector_model: Any = array_field()
     # this program's own
-    dtype: str = "float64"
-    device: str = "cpu"
     nthreads: int = 0
     debug: bool = False
     compat: str = "default"

@@ -3,7 +3,6 @@
 Holds the physical models (Detector, Crystal, beam/sources) as tensors and renders either the
 whole detector, a region of interest, or an explicit list of pixels. Differentiable end to end.
 """
-import contextlib
 import dataclasses
 import logging
 import math
@@ -17,6 +16,7 @@ from .compat import check_mode
 from .engine import Flags, InterpolationState, _omega_per_pixel, render
 from .engine import render_pixels as engine_render_pixels
 from .models.sample import Sample
+from .scoped import scoped
 
 # budget of (pixel x term) elements per chunk: bounds peak memory whatever the detector size
 DEFAULT_TERM_BUDGET = 1 << 20
@@ -64,18 +64,9 @@ def _pad(index, size):
     return torch.cat((index, index[-1:].expand(size - index.numel())))
 
 
-@contextlib.contextmanager
 def _torch_threads(count):
     """torch's intra-op thread count set to `count` (None: unchanged) for a block, then restored."""
-    if count is None:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return scoped(torch.get_num_threads, torch.set_num_threads, count)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..cnum import atoi
 from ..errors import UsageError
+from ..scoped import scoped
 from .plan import FramePlan
 
 INSTALL = "pip install 'nanobrag_torch[distributed]'"
@@ -126,14 +126,8 @@ def _auto_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(1, get_worker().state.nthreads))
 
 
-@contextmanager
 def _folder(path):
-    here = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(here)
+    return scoped(os.getcwd, os.chdir, path)
 
 
 def _chunk_sinks(job: Job, number: int, first: int, end: int) -> list:

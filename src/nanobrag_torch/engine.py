@@ -249,6 +249,34 @@ def table_lattice_sum(diffracted, table, crystal):
     return (f_cell * f_cell * f_latt * f_latt * rows[12]).sum(0).reshape(diffracted.shape[:-1])
 
 
+def _table_intensity(diffracted, table, crystal, bg):
+    """bg + the lattice sum over the term table and the pixel's layers and sub-pixels: (n,)."""
+    summed = table_lattice_sum(diffracted, table, crystal)  # (n, T, S)
+    return bg + summed.reshape(summed.shape[0], -1).sum(-1)
+
+
+def plain_factors(pos, geo, detector, incident, flags):
+    """What the plain path (no dmin cut) needs of each pixel besides the term table: unit diffracted
+    vectors (n, T, S, 3), solid angle, capture fraction and polarization in the (n, T, S) shapes
+    that _pixel_scale reads, and omega_pixel. They depend on the detector, the first source's
+    direction and the polarization settings only, so a series whose frames change only the
+    crystal's orientations (its term table) computes them once (see factor_cache)."""
+    diffracted, _, omega, capture = _pixel_factors(pos, geo, detector)
+    shape = diffracted.shape[:-1] + incident.shape[:1]
+    _, polar_first = _polarization(flags, incident, diffracted, shape, geo["polar_axis"], False)
+    return dict(diffracted=diffracted, omega=omega[:, :1, :1], capture=capture[:, -1:, :1], polar=polar_first,
+                omega_pixel=_omega_per_pixel(omega, flags))
+
+
+def factor_pixels(factors, table, crystal, flags):
+    """The plain path's photons (n,) from plain_factors: the lattice sum and the final scale, with
+    the same operations in the same order as render(), hence the same numbers."""
+    diffracted = factors["diffracted"]
+    bg = torch.as_tensor(flags.water_background, dtype=diffracted.dtype, device=diffracted.device)
+    value = R_E_SQR * flags.fluence * _table_intensity(diffracted, table, crystal, bg) / flags.steps
+    return _pixel_scale(value, factors["capture"], None, factors["polar"], None, factors["omega"], flags)[0]
+
+
 def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crystal, flags, state,
            diagnostics=True, table=None):
     """Photons for each pixel of a chunk.
@@ -274,13 +302,11 @@ def render(pos, geo, detector, incident, wavelengths, weight_factor, rot, crysta
     # compiler vectorizes; each index is summed in nanoBragg's x, y, z order
     P, M = rot.shape[0], rot.shape[1]
     vectors = rot.reshape(P * M, 3, 3)
-    n = pos.shape[0]
     bg = torch.as_tensor(flags.water_background, dtype=pos.dtype, device=pos.device)
     if plain and flags.dmin <= 0:
         # the plain path without a dmin cut sums sources inside the lattice sum, with their weights
         table = term_table(incident, wavelengths, vectors, weight_factor) if table is None else table
-        summed = table_lattice_sum(diffracted, table, crystal)  # (n, T, S)
-        intensity = bg + summed.reshape(n, -1).sum(-1)
+        intensity = _table_intensity(diffracted, table, crystal, bg)
     elif plain:
         per_source = lattice_sum(diffracted, incident, wavelengths, vectors, crystal)
         intensity = _sum_sources(per_source, weight_factor, src_ok, flags, bg)

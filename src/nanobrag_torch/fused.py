@@ -28,7 +28,7 @@ import warnings
 import torch
 
 from . import engine, physics
-from .engine import TABLE_ROWS, plain_pixels, term_table
+from .engine import TABLE_ROWS, factor_pixels, plain_pixels, term_table
 from .geometry import vectors as vectors_module
 from .models import detector as detector_module
 
@@ -118,12 +118,14 @@ class PixelKernel(torch.nn.Module):
         self.kahn_zero = _kahn_is_zero(flags.kahn)
         self.per_source = per_source(flags)
 
+    family = "pixels"
+
     def key(self, dtype):
         """Names the kernel family: everything that changes the generated code, nothing else."""
         d, c, f = self.detector, self.crystal, self.flags
         consts = (self.thick_on, d.curved, d.point_pixel, c.shape, self.integer, self.has_grid, f.nopolar,
                   self.kahn_zero, _constant(f.dmin), self.weighted, self.one_term, str(dtype), torch.__version__,
-                  _cpu_fingerprint())
+                  _cpu_fingerprint(), self.family)
         digest = hashlib.sha256(_source_digest().encode())
         digest.update(repr(consts).encode())
         return digest.hexdigest()[:32]
@@ -135,10 +137,7 @@ class PixelKernel(torch.nn.Module):
         # sub-pixels per axis and layers are the sizes of two index tensors (symbolic when exported)
         det = dataclasses.replace(self.detector, pixel_size=pixel_size, thickstep=thickstep, mu=mu,
                                   oversample=subpixels.shape[0], thicksteps=layers.shape[0])
-        crystal = dataclasses.replace(self.crystal, Fhkl=grid if self.has_grid else None, recip=recip,
-                                      Na=counts[0], Nb=counts[1], Nc=counts[2], fudge=counts[3],
-                                      hkl_min=(hkl_min[0], hkl_min[1], hkl_min[2]), default_F=default_F)
-        crystal.runtime_counts = "integer" if self.integer else "real"
+        crystal = self._crystal(grid, recip, counts, hkl_min, default_F)
         flags = dataclasses.replace(self.flags, fluence=fluence, water_background=water_background,
                                     kahn=0.0 if self.kahn_zero else kahn, steps=steps)
         value, small = plain_pixels(slow, fast, geo, det, incident, wavelengths, weights if self.weighted else None,
@@ -148,6 +147,70 @@ class PixelKernel(torch.nn.Module):
         # the unit diffracted vectors are an output only so that the compiler stores them once per
         # sub-pixel: otherwise it recomputes the detector geometry inside the loop over every term
         return value, small["omega_pixel"], small["diffracted"]
+
+    def _crystal(self, grid, recip, counts, hkl_min, default_F):
+        """The crystal with its run-time values (kernel inputs) written in."""
+        crystal = dataclasses.replace(self.crystal, Fhkl=grid if self.has_grid else None, recip=recip,
+                                      Na=counts[0], Nb=counts[1], Nc=counts[2], fudge=counts[3],
+                                      hkl_min=(hkl_min[0], hkl_min[1], hkl_min[2]), default_F=default_F)
+        crystal.runtime_counts = "integer" if self.integer else "real"
+        return crystal
+
+    def dynamic_shapes(self, inputs):
+        return _dynamic_shapes(inputs, self.one_term)
+
+
+class FactorKernel(PixelKernel):
+    """engine.factor_pixels: the lattice sum over the term table and the final scale, over per-pixel
+    factors computed once for a series (see factor_cache), so a frame evaluates only what its
+    orientations change. Inputs: diffracted (n, T, S, 3), capture and omega (n, 1, 1), polarization
+    (n,) (ignored under -nopolar), the term table and the crystal's values as in PixelKernel."""
+
+    family = "factors"
+
+    def forward(self, diffracted, capture, polar, omega, table, grid, recip, counts, hkl_min, default_F, fluence,
+                water_background, steps):
+        crystal = self._crystal(grid, recip, counts, hkl_min, default_F)
+        flags = dataclasses.replace(self.flags, fluence=fluence, water_background=water_background, kahn=0.0,
+                                    steps=steps)
+        factors = dict(diffracted=diffracted, capture=capture, polar=None if self.flags.nopolar else polar,
+                       omega=omega)
+        return (factor_pixels(factors, table, crystal, flags),)
+
+    def dynamic_shapes(self, inputs):
+        dim = torch.export.Dim
+        n = dim("pixels")
+        shapes = [{0: n, 1: dim("layers"), 2: dim("subpixels")}, {0: n}, {0: n}, {0: n}, {1: dim("terms")}]
+        shapes += [None] * (len(inputs) - len(shapes))
+        if inputs[5].dim() == 3:
+            shapes[5] = {0: dim("grid_h"), 1: dim("grid_k"), 2: dim("grid_l")}
+        return tuple(shapes)
+
+
+def factor_inputs(factors):
+    """The per-pixel tensors FactorKernel.forward takes first (frame_inputs gives the rest)."""
+    diffracted = factors["diffracted"]
+    polar = factors["polar"] if factors["polar"] is not None else diffracted.new_zeros(diffracted.shape[0])
+    return [v.detach().contiguous() for v in (diffracted, factors["capture"], polar, factors["omega"])]
+
+
+def frame_inputs(table, crystal, flags):
+    """The tensors FactorKernel.forward takes after the per-pixel factors: what a frame changes."""
+    t = lambda x: torch.as_tensor(x, dtype=table.dtype, device=table.device)
+    values = [table] + _crystal_inputs(crystal, table.dtype, table.device, t)
+    values += [t(flags.fluence), t(flags.water_background), t(float(flags.steps))]
+    return [v.detach().contiguous() for v in values]
+
+
+def _crystal_inputs(crystal, dtype, device, t):
+    """[grid, recip, counts, hkl_min, default_F] of a kernel's inputs (the grid framed, see bordered)."""
+    grid = torch.zeros(1, dtype=dtype, device=device)
+    hkl_min = [0.0, 0.0, 0.0]
+    if crystal.Fhkl is not None and crystal.hkl_count > 0:
+        framed = bordered(crystal)
+        grid, hkl_min = framed.Fhkl, [float(m) for m in framed.hkl_min]
+    recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=device)
+    return [t(grid), t(recip), t(_counts(crystal)), t(hkl_min), t(_constant(crystal.default_F))]
 
 
 def per_source(flags):
@@ -177,12 +240,7 @@ def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_facto
     dtype = detector.dtype
     device = slow.device
     zero = torch.zeros((), dtype=dtype, device=device)
-    grid = zero.reshape(1)
-    hkl_min = [0.0, 0.0, 0.0]
-    if crystal.Fhkl is not None and crystal.hkl_count > 0:
-        framed = bordered(crystal)
-        grid, hkl_min = framed.Fhkl, [float(m) for m in framed.hkl_min]
-    recip = crystal.recip if crystal.recip is not None else torch.zeros(3, 3, dtype=dtype, device=device)
+    grid, recip, counts, hkl_min, default_f = _crystal_inputs(crystal, dtype, device, t)
     weights = weight_factor if weight_factor is not None else zero.reshape(1)
     table = zero.reshape(1, 1).expand(TABLE_ROWS, 1)
     if not per_source(flags):
@@ -191,10 +249,10 @@ def kernel_inputs(slow, fast, geo, detector, incident, wavelengths, weight_facto
         incident, wavelengths, weights, rot = incident[:1], wavelengths[:1], zero.reshape(1), rot[:1, :1]
     values = [slow, fast] + [t(geo[k]) for k in GEO_KEYS]
     values += [t(detector.pixel_size), t(detector.thickstep), t(detector.mu), incident, wavelengths, t(weights), rot,
-               t(grid), t(recip), t(flags.fluence), zero if _kahn_is_zero(flags.kahn) else t(flags.kahn),
+               grid, recip, t(flags.fluence), zero if _kahn_is_zero(flags.kahn) else t(flags.kahn),
                t(flags.water_background), torch.zeros(detector.oversample, dtype=dtype, device=device),
-               torch.zeros(detector.thicksteps, dtype=dtype, device=device), t(_counts(crystal)), t(float(flags.steps)),
-               t(hkl_min), t(_constant(crystal.default_F)), table]
+               torch.zeros(detector.thicksteps, dtype=dtype, device=device), counts, t(float(flags.steps)),
+               hkl_min, default_f, table]
     return [v.detach().contiguous() for v in values]
 
 
@@ -268,7 +326,7 @@ def _build(path, module, inputs, dtype):
     with warnings.catch_warnings():
         # the exporter's deprecation notices are about torch internals, not the user's run
         warnings.simplefilter("ignore")
-        shapes = _dynamic_shapes(inputs, getattr(module, "one_term", False))
+        shapes = module.dynamic_shapes(inputs)
         program = torch.export.export(module, tuple(inputs), dynamic_shapes=shapes)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -407,14 +465,16 @@ def expected_build_seconds():
 class Kernel:
     """One kernel family for one configuration: find, build (here or in the background) and run."""
 
-    def __init__(self, detector, crystal, flags, weight_factor, aot=None, one_term=False):
-        """one_term: the run has one term per pixel (see PixelKernel)."""
-        self.module = PixelKernel(detector, crystal, flags, weight_factor is not None, one_term)
+    def __init__(self, detector, crystal, flags, weight_factor, aot=None, one_term=False, factors=False):
+        """one_term: the run has one term per pixel (see PixelKernel); factors: the FactorKernel family."""
+        family = FactorKernel if factors else PixelKernel
+        self.module = family(detector, crystal, flags, weight_factor is not None, one_term and not factors)
         self.aot = str(detector.device) == "cpu" if aot is None else aot
         self.key = self.module.key(detector.dtype) + ("" if self.aot else "-jit")
         self.path = os.path.join(cache_dir(), self.key + ".pt2")
         self.dtype = detector.dtype
-        self.example = lambda: _example_inputs(detector, crystal, flags, weight_factor, one_term)
+        example = _factor_example_inputs if factors else _example_inputs
+        self.example = lambda: example(detector, crystal, flags, weight_factor, one_term)
 
     def ready(self):
         return self.key in _LOADED or not self.aot or os.path.exists(self.path)
@@ -605,3 +665,13 @@ def _example_inputs(detector, crystal, flags, weight_factor, one_term=False):
     if crystal.Fhkl is not None and crystal.hkl_count > 0:
         crystal = dataclasses.replace(crystal, Fhkl=torch.zeros(6, 7, 8, dtype=detector.dtype))
     return kernel_inputs(index, index, geo, example, incident, wavelengths, weights, rot, crystal, flags)
+
+
+def _factor_example_inputs(detector, crystal, flags, weight_factor, one_term=False):
+    """FactorKernel's inputs with distinct symbolic sizes of at least 2 (see _example_inputs)."""
+    dtype = detector.dtype
+    factors = dict(diffracted=torch.ones(11, 7, 6, 3, dtype=dtype), capture=torch.ones(11, 1, 1, dtype=dtype),
+                   polar=torch.ones(11, dtype=dtype), omega=torch.ones(11, 1, 1, dtype=dtype))
+    if crystal.Fhkl is not None and crystal.hkl_count > 0:
+        crystal = dataclasses.replace(crystal, Fhkl=torch.zeros(12, 13, 14, dtype=dtype))
+    return factor_inputs(factors) + frame_inputs(torch.ones(TABLE_ROWS, 9, dtype=dtype), crystal, flags)

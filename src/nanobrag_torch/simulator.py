@@ -146,6 +146,8 @@ class Simulation(torch.nn.Module):
         self.sample = Sample() if sample is None else sample
         self.crystal = crystal
         self.roi, self.term_budget, self.use_compile = roi, term_budget, use_compile
+        # a factor_cache.FactorCache: per-pixel factors kept across the frames of a series (datasets)
+        self.factor_cache = None
         self.register_buffer("mask", mask)
         self.stats = {}
         # differentiable parameters (differentiable.Parameters) written into the models before each render
@@ -302,7 +304,9 @@ class Simulation(torch.nn.Module):
                 omega = _omega_per_pixel(diag["omega"].detach(), self.flags)
             else:
                 value = omega = None
-                if self._compile_ok(state):
+                if self.factor_cache is not None and self.factor_cache.applies(self, state):
+                    value, omega = self._render_factors(s, f, inputs)
+                if value is None and self._compile_ok(state):
                     value, omega = self._render_fused(s, f, inputs, state, total or slow.numel())
                 if value is None:
                     # a kernel build running beside this render takes a core: an OpenMP team sharing
@@ -330,15 +334,37 @@ class Simulation(torch.nn.Module):
             omegas.append(small["omega_pixel"].detach())
         return torch.cat(values), torch.cat(omegas)
 
+    def _render_factors(self, slow, fast, inputs):
+        """(values, omega shares) from the factor cache's per-pixel factors, compiled when this run
+        compiles and eagerly otherwise, or (None, None) when they exceed the cache's budget."""
+        cache = self.factor_cache
+        factors = cache.factors(self, inputs, slow, fast)
+        if factors is None:
+            return None, None
+        value = None
+        if self.use_compile is True and compile_available():
+            value, _ = self._compiled(lambda: (cache.compiled(self, inputs, factors), None))
+        if value is None:
+            value = cache.eager(self, inputs, factors)
+        return value, factors["omega_pixel"]
+
     def _render_fused(self, slow, fast, inputs, state, total):
         """(values, omega shares) from the compiled plain path, or (None, None) to render eagerly."""
+        def call():
+            run = self._fused(inputs, slow, fast, state, total)
+            return (None, None) if run is None else run(slow, fast)[:2]
+
+        return self._compiled(call)
+
+    def _compiled(self, call):
+        """call()'s (values, omega shares) from a compiled kernel, or (None, None) where no kernel can
+        be built or loaded (the eager engine renders instead, for the rest of the session)."""
         from .fused import NoCompiler
 
         try:
-            run = self._fused(inputs, slow, fast, state, total)
-            if run is None:
+            value, omega = call()
+            if value is None:
                 return None, None
-            value, omega = run(slow, fast)[:2]
         except NoCompiler as exc:
             _COMPILED["ok"] = False
             self.use_compile = False

@@ -5,7 +5,8 @@
         result.photons, result.counts            # the frame's -floatfile and -noisefile images
 
 A rotation frame reuses the one Simulation (only its starting phi changes) and therefore the
-compiled kernel bound to it; a still (new orientation, per-shot size, mosaic, fluence or
+compiled kernel bound to it and the per-pixel factors (factor_cache) that no frame changes: a
+frame evaluates only its orientations' lattice sum; a still (new orientation, per-shot size, mosaic, fluence or
 spectrum) gets its models rebuilt from the base arguments plus the frame's own through the same
 factories as a single run (~10 ms) with the structure factors read once, so each frame is
 exactly the image of `nanoBragg <base args> <frame.args>`.
@@ -24,6 +25,7 @@ import torch
 from .. import background_noise, rng
 from ..cnum import atof
 from ..errors import UsageError
+from ..factor_cache import FactorCache
 from ..settings import RTD
 from .plan import Frame, FramePlan
 
@@ -82,7 +84,10 @@ class Renderer:
         # per-shot crystal sizes are baked into the compiled kernel: one build per size would not pay
         shots = plan.shots.config.get("crystal", {}) if plan.shots is not None else {}
         self.compile_frames = plan.count if not {"N", "size_um"} & set(shots) else 1
-        tune(self.sim, self.compile_frames)
+        # per-pixel factors (geometry, solid angle, polarization) computed once for all frames that
+        # share them: a frame then evaluates only its orientations' lattice sum
+        self.factor_cache = FactorCache()
+        tune(self.sim, self.compile_frames, self.factor_cache)
         # the shuffle table as the noise generator of a single run finds it (after misset/mosaic draws)
         self.noise_table = self.settings.rng_table.copy()
 
@@ -145,7 +150,7 @@ class Renderer:
         # a single run's Fdump.bin is written once
         v = dataclasses.replace(v, dumpfile=os.path.join(self.scratch(), "Fdump.bin"))
         sim = build(v, structure_factors=self.settings.structure_factors)
-        tune(sim, self.compile_frames)
+        tune(sim, self.compile_frames, self.factor_cache)
         return sim.settings, sim, sim.settings.rng_table
 
     def scratch(self) -> str:
@@ -166,13 +171,15 @@ class Renderer:
         self.close()
 
 
-def tune(sim, frames: int) -> None:
-    """Engine choices for a whole dataset: the compiled kernel when all frames' work together
-    pays for it (a single run decides on one frame's work; both engines give the same image to
-    the rounding of a reordered sum, bit-identical on the benchmark series), and compiled chunks
-    of whole rows that divide the detector, so that no chunk is padded with unused pixels."""
+def tune(sim, frames: int, factor_cache=None) -> None:
+    """Engine choices for a whole dataset: the frames' shared factor cache, the compiled kernel
+    when all frames' work together pays for it (a single run decides on one frame's work; both
+    engines give the same image to the rounding of a reordered sum, bit-identical on the benchmark
+    series), and compiled chunks of whole rows that divide the detector, so that no chunk is
+    padded with unused pixels."""
     from ..simulator import COMPILE_MIN_WORK, FUSED_BUDGET_FACTOR, compile_available
 
+    sim.factor_cache = factor_cache
     d = sim.detector
     rows, cols = (r.numel() for r in sim.rendered_ranges())
     terms = sim.terms_per_pixel()

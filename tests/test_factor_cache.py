@@ -98,8 +98,10 @@ def test_compiled_factor_kernel_equals_eager(inputs):
     """The FactorKernel family (its own cache key) against the eager engine in float64."""
     sim = nb.from_args(HEAVY)
     wf = sim.inputs().weight_factor
-    factors = fused.Kernel(sim.detector, sim.crystal, sim.flags, wf, factors=True)
+    sizes = (1, 4, 50)  # one layer, 2x2 sub-pixels, 5 phi steps x 10 mosaic domains
+    factors = fused.Kernel(sim.detector, sim.crystal, sim.flags, wf, factors=sizes)
     assert factors.key != fused.Kernel(sim.detector, sim.crystal, sim.flags, wf).key
+    assert factors.key != fused.Kernel(sim.detector, sim.crystal, sim.flags, wf, factors=(1, 4, 49)).key
     images, sim = _series(HEAVY, FactorCache(), compiled=True)
     assert sim.use_compile is True and sim.stats["compiled_kernel"] is True
     assert factors.key in fused._LOADED

@@ -106,7 +106,8 @@ class FactorCache:
 
         table = self.table(inputs)
         if self._frame[2] is None:
-            kernel = Kernel(sim.detector, sim.crystal, sim.flags, inputs.weight_factor, factors=True)
+            sizes = factors["diffracted"].shape[1:3] + table.shape[1:]
+            kernel = Kernel(sim.detector, sim.crystal, sim.flags, inputs.weight_factor, factors=sizes)
             self._frame = (inputs, table, (kernel.load(), frame_inputs(table, sim.crystal, sim.flags)))
         run, rest = self._frame[2]
         return run(factor_inputs(factors) + rest)[0]

@@ -107,27 +107,27 @@ def test_render_threads_spare_a_core_on_a_busy_machine_and_come_back(work, monke
     import torch
 
     from nanobrag_torch.datasets import cli as dataset_cli
+    from nanobrag_torch.datasets import render as dataset_render
 
-    seen = []
-    real = dataset_cli._spare_a_core
+    seen = []  # the thread count the frames render with
+    real = dataset_render.render_frames
 
-    def spy(renderer):
-        restore = real(renderer)
-        seen.append((restore, torch.get_num_threads()))
-        return restore
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(dataset_cli, "_spare_a_core", spy)
+    monkeypatch.setattr(dataset_render, "render_frames", spy)
     before = torch.get_num_threads()
     busy = (64.0, 64.0, 64.0)
     try:
         torch.set_num_threads(2)
         monkeypatch.setattr(dataset_cli.os, "getloadavg", lambda: busy)
         assert dataset(BASE + ["-frames", "2", "-nexus", "t.nxs"], work) == 0
-        assert seen[-1] == (2, 1) and torch.get_num_threads() == 2  # one thread fewer, then restored
+        assert seen[-1] == 1 and torch.get_num_threads() == 2  # one thread fewer, then restored
         assert dataset(BASE + ["-frames", "2", "-nexus", "u.nxs", "-nonoise"], work) == 0
-        assert seen[-1] == (2, 2)  # no noise thread: all threads render
+        assert seen[-1] == 2  # no noise thread: all threads render
         busy = (0.0, 0.0, 0.0)  # an idle machine: all threads render
         assert dataset(BASE + ["-frames", "2", "-nexus", "v.nxs"], work) == 0
-        assert seen[-1] == (2, 2)
+        assert seen[-1] == 2
     finally:
         torch.set_num_threads(before)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from ..cnum import atof, atoi
 from ..errors import UsageError
 from ..options import OPTIONS, validate
+from ..scoped import scoped
 from ..settings import RTD
 from .plan import FramePlan
 
@@ -217,29 +218,25 @@ class _Guarded:
         self.stop.write(self.sinks, result)
 
 
-def _spare_a_core(renderer) -> int:
+def _render_threads(renderer) -> int | None:
     """On a machine whose cores are already busy, render with one thread fewer than torch's default
     while frames' noise is drawn on a second thread (unless -nthreads is given): an OpenMP team that
     shares its cores with the noise thread and other jobs waits at every barrier. Measured on 2
     cores: 30 D1 frames at load ~5 in 6.9 s with one render thread, 8.0-16.6 s with two; 100 frames
-    at load < 1 in 15.4-16.2 s with one, 12.3-12.4 s with two. Returns the thread count to restore."""
+    at load < 1 in 15.4-16.2 s with one, 12.3-12.4 s with two. The count to render with,
+    or None to leave torch's own."""
     import torch
 
-    threads = torch.get_num_threads()
     v = renderer.settings
     busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
     if busy and v.nthreads <= 0 and v.calculate_noise and torch.device(renderer.sim.detector.device).type == "cpu":
-        torch.set_num_threads(max(1, threads - 1))
-    return threads
-
-
-def _set_threads(count: int) -> None:
-    import torch
-
-    torch.set_num_threads(count)
+        return max(1, torch.get_num_threads() - 1)
+    return None
 
 
 def render_dataset(base, plan, sinks, opts, say) -> int:
+    import torch
+
     from .progress import SeriesProgress
     from .render import Renderer, render_frames
     from .sheet import write_contact_sheet
@@ -247,7 +244,6 @@ def render_dataset(base, plan, sinks, opts, say) -> int:
     start = min(sink.frames_done() for sink in sinks) if "resume" in opts else 0
     indices = range(start, plan.count)
     renderer = Renderer(base, plan, say)
-    threads = _spare_a_core(renderer)
     progress = SeriesProgress(len(indices), enabled=renderer.settings.progress)
     renderer.progress = progress.within_frame
     stop = StopRequests()
@@ -259,22 +255,22 @@ def render_dataset(base, plan, sinks, opts, say) -> int:
         progress.frame_done(count)
 
     complete = False
-    try:
-        with stop.held():
+    with scoped(torch.get_num_threads, torch.set_num_threads, _render_threads(renderer)):
+        try:
+            with stop.held():
+                for sink in sinks:
+                    sink.open(renderer, start)
+            render_frames(renderer, indices, [_Guarded(sinks, stop)], frame_done)
+            complete = True
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.writing = True  # closing the outputs is not cut short either
             for sink in sinks:
-                sink.open(renderer, start)
-        render_frames(renderer, indices, [_Guarded(sinks, stop)], frame_done)
-        complete = True
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.writing = True  # closing the outputs is not cut short either
-        for sink in sinks:
-            sink.close(complete)
-        renderer.close()
-        _set_threads(threads)
-        for sig, handler in previous:
-            signal.signal(sig, handler)
+                sink.close(complete)
+            renderer.close()
+            for sig, handler in previous:
+                signal.signal(sig, handler)
     done = counter["done"]
     say("wrote frames %d to %d of %d (%.2f frames/s)" % (start + 1, start + done, plan.count, progress.rate()))
     if not complete:

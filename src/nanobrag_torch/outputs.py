@@ -21,15 +21,18 @@ def statistics(image32, rendered, roi, oversample, pixel_size):
     """max_I (and where), mean, rms, rmsd over the float32 image as nanoBragg computes them."""
     n, total, squares = 0, 0.0, 0.0
     max_i, idx = -np.inf, None
+    whole = bool(rendered.all())  # a whole image needs no mask: fewer passes over it
     for rows in _row_blocks(*image32.shape):
-        vals = image32[rows][rendered[rows]].astype(np.float64)
+        block = image32[rows]
+        vals = (block if whole else block[rendered[rows]]).astype(np.float64).ravel()
         n += vals.size
         total += float(vals.sum())
-        squares += float((vals * vals).sum())
+        squares += float(np.einsum("i,i", vals, vals))  # not np.dot: BLAS threads crawl on a busy machine
         if vals.size:
-            flat = np.where(rendered[rows].ravel(), image32[rows].ravel().astype(np.float64), -np.inf)
+            # the first maximum in C order (float32 orders as its doubles do)
+            flat = block.ravel() if whole else np.where(rendered[rows].ravel(), block.ravel(), -np.inf)
             best = int(np.argmax(flat))
-            if flat[best] > max_i:  # the first maximum in C order, as np.argmax over the whole image
+            if float(flat[best]) > max_i:
                 max_i, idx = float(flat[best]), best + rows.start * image32.shape[1]
     max_x = max_y = 0.0
     if idx is not None and max_i > 0:
@@ -46,7 +49,11 @@ def statistics(image32, rendered, roi, oversample, pixel_size):
     x0, x1, y0, y1 = roi
     box = image32[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1]
     nb = box.size if box.size > 1 else 2
-    deviations = sum(float(((box[rows].astype(np.float64) - avg) ** 2).sum()) for rows in _row_blocks(*box.shape))
+    deviations = 0.0
+    for rows in _row_blocks(*box.shape):
+        centred = box[rows].astype(np.float64).ravel()
+        centred -= avg
+        deviations += float(np.einsum("i,i", centred, centred))
     rmsd = math.sqrt(deviations / (nb - 1))
     return dict(max_I=max_i, max_x=max_x, max_y=max_y, mean=avg, rms=rms, rmsd=rmsd)
 

@@ -477,10 +477,14 @@ class Simulation(torch.nn.Module):
         # compiled_kernel: whether the plain path ran compiled (not when it rendered eagerly this time)
         self.stats = dict(compiled_kernel=False)
         total = rows.numel() * cols.numel() if self.mask is None else int(self.mask.sum())
+        # the rows are consecutive: a chunk's indices are the first chunk's, its rows shifted by r0
+        first = rows[:rows_per_chunk]
+        slow0, fast0 = first.repeat_interleave(cols.numel()), cols.repeat(first.numel())
         for r0 in range(0, rows.numel(), rows_per_chunk):
             r = rows[r0:r0 + rows_per_chunk]
-            slow = r.repeat_interleave(cols.numel())
-            fast = cols.repeat(r.numel())
+            n = r.numel() * cols.numel()
+            slow = slow0[:n] + r0 if r0 else slow0
+            fast = fast0[:n]
             if self.mask is not None:
                 keep = self.mask[slow, fast]
                 slow, fast = slow[keep], fast[keep]

@@ -222,6 +222,8 @@ def _c_cast(values, mask):
 
 def _roi_only(image, roi):
     x0, x1, y0, y1 = (int(v) for v in roi)
+    if x0 <= 0 and y0 <= 0 and x1 >= image.shape[-1] - 1 and y1 >= image.shape[0] - 1:
+        return image  # the whole image: nothing to clear
     out = np.zeros_like(image)
     s0, f0 = max(y0, 0), max(x0, 0)
     if y1 >= s0 and x1 >= f0:

@@ -113,6 +113,19 @@ def test_hkl_file_note(tmp_path, capsys, text, expected):
     assert notes == [] if expected is None else (len(notes) == 1 and expected in notes[0] and "f.hkl" in notes[0])
 
 
+@pytest.mark.parametrize("text", [
+    "0 0 0 10\n1 0 0 20\n", "  0\t0 0 10\r\n\n1 0 0 20", "0 0 0 10 5\n1 0 0 20\n", "0 0 0 10\n1 0 0 20 x y\n",
+    "0 0 0 10\x1c\n1 0 0 20\n", "0 0 0 10\x01\n1 0 0 20\n", "0\x0b0 0\x0c10\n\n   \n1 0 0 20\n",
+])
+def test_hkl_word_count_agrees_with_the_line_count(text):
+    """The quick test (four words a line, from the total) never says yes wrongly, and says yes for
+    plain text; a control character sends it to the line-by-line count."""
+    rows = sum(1 for line in text.split("\n") if line.split())
+    four = compat._column_counts(text) == {4}
+    quick = compat._all_four_columns(text, rows)
+    assert quick == (four and "\x01" not in text)
+
+
 def test_c_reading_of_source_lines(tmp_path):
     """read_text_file's rules: a comment reads as zeros (a number just before the newline is read),
     a missing column is left to the defaults (NaN), a line without its newline or with a CR gets 0

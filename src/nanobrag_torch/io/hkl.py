@@ -72,6 +72,9 @@ def _scan_hkl(path, text):
 def _first_problem(data):
     """(row, message) of the first invalid entry, or None."""
     hkl = data[:, :3]
+    # whole-array tests first: per-row reductions over three columns cost ~20 ms a 300,000-line file
+    if np.isfinite(data).all() and (hkl == np.round(hkl)).all() and (np.abs(hkl) < _INDEX_LIMIT).all():
+        return None
     checks = [
         (~np.isfinite(data[:, 3]), "non-finite F"),
         (~np.isfinite(hkl).all(axis=1) | (hkl != np.round(hkl)).any(axis=1), "non-integer index"),
@@ -81,9 +84,11 @@ def _first_problem(data):
     return min(found, key=lambda item: item[0]) if found else None
 
 
-def read_hkl(path, default_F=0.0):
-    """Read 'h k l F' lines; blank lines and '#' comments are skipped, columns after F ignored."""
-    text = read_text(path)
+def read_hkl(path, default_F=0.0, text=None):
+    """Read 'h k l F' lines; blank lines and '#' comments are skipped, columns after F ignored.
+
+    text: the file's text, when the caller has read it already."""
+    text = read_text(path) if text is None else text
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # loadtxt warns on empty input; we raise below instead

@@ -132,3 +132,44 @@ def test_c_rounding_psf_is_the_c_loop_bit_for_bit(kind, radius):
     lost = float(np.cumsum(np.where(img > 0, lost, 0.0))[-1])
     got = dm.apply_psf(torch.from_numpy(img), kind, fwhm, radius, c_rounding=True).to(torch.float32).numpy()
     assert np.array_equal(got, _c_order_psf(img, radii, kernel, lost))
+
+
+@pytest.mark.parametrize("kind, radius", [("gauss", 0), ("gauss", 3), ("fiber", 2)])
+def test_psf_spread_while_drawing_is_the_c_loop(kind, radius, monkeypatch):
+    """noisify spreads each block of rows as soon as its counts (and the radius's rows below) are
+    drawn, guessing the automatic radius from the brightest mean: the C's float32 image anyway."""
+    from nanobrag_torch import rng
+
+    monkeypatch.setattr(dm.NoiseDraws, "BLOCK_ROWS", 4)
+    followed = []
+    real = dm._following_psf
+    monkeypatch.setattr(dm, "_following_psf", lambda *a: followed.append(real(*a)) or followed[-1])
+    gen = np.random.default_rng(6)
+    photons = gen.uniform(0, 60, (21, 13)).astype(np.float32).astype(np.float64)
+    photons[3, 12], photons[9, 0], photons[14, 5], photons[20, 12] = 4000.0, 0.0, 900.0, 300.0
+    model = dm.DetectorModel(psf=kind, psf_fwhm_px=1.3, psf_radius=radius, readout_noise=1.5, flicker=0.01)
+    counts, noisy, overloads = dm.noisy_response(photons, model, -17, -5)
+    assert followed and followed[0] is not None
+    raw, _ = rng.SharedStreams(-17, -5).photon_counts(photons, 0.01, 0.03)
+    size, radii = dm.psf_radii(kind, raw, 1.3, radius, 21)
+    lost = dm._lost_photons(kind, torch.from_numpy(raw), torch.from_numpy(radii.astype(np.float64)), 1.3).numpy()
+    lost = float(np.cumsum(np.where(raw > 0, lost, 0.0))[-1])
+    assert np.array_equal(counts.astype(np.float32), _c_order_psf(raw, radii, dm.psf_kernel(kind, 1.3, size).numpy(),
+                                                                   lost))
+    assert noisy.dtype == np.uint16 and 0 <= overloads
+    wrong_guess = dm._following_psf(dm.NoiseDraws(photons, model, -17, -5), model, 1e-3)
+    assert (wrong_guess is None) == (radius == 0)
+
+
+@pytest.mark.parametrize("bits", [16, 32])
+def test_compiled_integer_image_equals_the_numpy_casts(bits, monkeypatch):
+    from nanobrag_torch import amorphous_kernel
+
+    photons = np.array([0.0, 1.5, -3.2, 65500.0, 7e4, 3e9, -3e9, 1e20, -1e20, np.nan, np.inf, -np.inf, 2147483600.0])
+    readout = np.linspace(-2.0, 2.0, photons.size)
+    model = dm.DetectorModel(gain=1.5, adc_offset=40.0, readout_noise=3.0, bits=bits)
+    fast = dm.to_pixels(photons, model, readout), dm.to_pixels(photons, model)
+    monkeypatch.setattr(amorphous_kernel, "compiled_adc", lambda: None)
+    slow = dm.to_pixels(photons, model, readout), dm.to_pixels(photons, model)
+    for (a, n), (b, m) in zip(fast, slow):
+        assert a.dtype == b.dtype and np.array_equal(a, b) and n == m

@@ -5,6 +5,7 @@ compiled the C program's own ran1/poidev/gaussdev/gammln/mosaic_rotation_umat/um
 `gcc -O3 ... -lm` and printed values with %.9g (floats) or %.17g (doubles).
 """
 import gzip
+import math
 import os
 import re
 import time
@@ -157,13 +158,14 @@ def test_noise_image_speed():
 
 
 def _reference_noise(img, seed, adc, roi):
-    """The C's noise loop pixel by pixel through Ran1.poidev (plain Python)."""
+    """The C's noise loop pixel by pixel through the plain transcription of poidev."""
     x0, x1, y0, y1 = roi
     r, out, total, over = rng.Ran1(seed), np.zeros(img.shape, np.uint16), 0.0, 0
+    r.spare = [0, 0.0]
     for s in range(img.shape[0]):
         for f in range(img.shape[1]):
             if x0 <= f <= x1 and y0 <= s <= y1:
-                value = r.poidev(img[s, f])
+                value = _c_poidev(img[s, f], r)
                 total += value
                 value += adc
                 if value > 65535.0:
@@ -194,3 +196,89 @@ def test_row_noise_fed_in_blocks_equals_noise_image():
     for first in range(2, 36, 5):
         noise.add(first, img[first:min(first + 5, 36), 3:20])
     assert all(np.array_equal(a, b) for a, b in zip(noise.result(), rng.noise_image(img, -9, 40.0, roi)))
+
+
+def test_fast_tan_gives_glibc_tan_rounded_to_float():
+    # _rejected's tan(pi u) is a polynomial ratio checked against a band around float32 rounding;
+    # the float must be the C's (glibc's double tan rounded), near the poles and zeros too.
+    g = np.random.default_rng(5)
+    near = [np.float32(c).view(np.int32) + np.arange(-3000, 3000, dtype=np.int32) for c in (0.25, 0.5, 0.75, 1.0)]
+    u = np.concatenate([g.random(100_000).astype(np.float32), *(n.view(np.float32) for n in near),
+                        np.float32([1e-9, 2.0**-30, 1 - 2.0**-24])])
+    u = u[(u > 0) & (u < 1)].astype(np.float64)
+    tan = rng._impl("_tan_pi_f32")
+    got = np.array([tan(v) for v in u], dtype=np.float32)
+    want = np.array([math.tan(math.pi * v) for v in u]).astype(np.float32)
+    assert np.array_equal(got, want)
+
+
+def _c_gaussdev(r, spare):
+    """The C's gaussdev transcribed plainly (float rounding by np.float32); spare: [iset, gset]."""
+    f32 = np.float32
+    if spare[0]:
+        spare[0] = 0
+        return spare[1]
+    while True:
+        v1, v2 = f32(2.0 * rng._ran1(r.sd, r.tab) - 1.0), f32(2.0 * rng._ran1(r.sd, r.tab) - 1.0)
+        rsq = f32(v1 * v1 + v2 * v2)
+        if not (rsq >= 1.0 or rsq == 0.0):
+            break
+    fac = f32(math.sqrt(-2.0 * math.log(float(rsq)) / float(rsq)))
+    spare[:] = [1, float(f32(v1 * fac))]
+    return float(f32(v2 * fac))
+
+
+def _c_poidev(xm, r):
+    """The C's poidev transcribed plainly: no tabulated ln Gamma, glibc's tan, no draw ahead."""
+    f32, x = np.float32, float(np.float32(xm))
+    if x > 1e6:
+        return float(f32(x + math.sqrt(x) * _c_gaussdev(r, r.spare)))
+    if x < 12.0:
+        g, em, t = float(f32(math.exp(-x))), -1.0, 1.0
+        while True:
+            em, t = em + 1.0, float(f32(t * rng._ran1(r.sd, r.tab)))
+            if not t > g:
+                return em
+    sq, alxm = f32(math.sqrt(2.0 * x)), f32(math.log(x))
+    g = f32(f32(x) * alxm) - f32(rng._gammln(f32(x + 1.0)))
+    while True:
+        while True:
+            y = f32(math.tan(math.pi * rng._ran1(r.sd, r.tab)))
+            em = f32(sq * y) + f32(x)
+            if not em < 0.0:
+                break
+        em = f32(math.floor(em)) if math.isfinite(em) else em
+        t = f32(0.9 * (1.0 + float(y * y)) * math.exp(float(em * alxm - f32(rng._gammln(f32(em + 1.0))) - g)))
+        if not rng._ran1(r.sd, r.tab) > t:
+            return float(em)
+
+
+def _c_stream(seed, calib_seed):
+    """Two seed variables over one table and one Gaussian spare, as noisify.c's statics."""
+    noise, calib = rng.Ran1(seed), rng.Ran1(calib_seed)
+    calib.tab = noise.tab
+    noise.spare = calib.spare = [0, 0.0]
+    return noise, calib
+
+
+@pytest.mark.parametrize("flicker, calibration", [(0.0, 0.0), (0.0, 0.03), (0.05, 0.03), (0.05, 0.0)])
+def test_photon_counts_equal_the_plain_c_loop(flicker, calibration):
+    # The compiled loop draws the next tan's uniform before each acceptance test and gives it back
+    # when something else (a Gaussian, the direct method, the >1e6 branch, the end) draws next.
+    g = np.random.default_rng(4)
+    means = g.permutation(np.concatenate([g.uniform(0, 30, 150), g.uniform(12, 3e4, 300), g.uniform(9e5, 1.1e6, 30),
+                                          [12.0, 0.0, 11.99, 2e6, 1e6, 5e3, 5e3]])).astype(np.float32)
+    streams = rng.SharedStreams(-21, -77)
+    counts, total = streams.photon_counts(means, flicker, calibration)
+    after = streams.gaussians(5)
+    noise, calib = _c_stream(-21, -77)
+    want = []
+    for x in means:
+        x = float(x)
+        if flicker > 0:
+            x *= 1.0 + flicker * _c_gaussdev(noise, noise.spare)
+        if calibration > 0:
+            x *= 1.0 + calibration * _c_gaussdev(calib, calib.spare)
+        want.append(_c_poidev(x, noise))
+    assert np.array_equal(counts, np.array(want)) and total == float(np.cumsum(want)[-1])
+    assert np.array_equal(after, [_c_gaussdev(noise, noise.spare) for _ in range(5)])

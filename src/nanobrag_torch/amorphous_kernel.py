@@ -142,26 +142,101 @@ def _spread(image, radii, kernel, levels, ext):
                     out[x] += value if r >= level else 0.0
 
 
-def _spread_c_order(image, radii, taps, weights, out):
-    """noisify.c's PSF spread bit for bit into the float32 (H, W) `out` (zeros on entry): each
-    pixel adds its sources' kernel[dy, dx] * image[source] in the C's order (source index
-    ascending: taps sorted by dy * W + dx descending), rounding to float32 at every add as the
-    C's float buffer does; spill past the right edge lands at the next row's start."""
+def _spread_c_order(image, radii, reach_min, taps, weights, out, y0, y1):
+    """noisify.c's PSF spread bit for bit into rows y0..y1-1 of the float32 (H, W) `out` (zeros
+    on entry): each pixel adds its sources' kernel[dy, dx] * image[source] in the C's order
+    (source index ascending: taps sorted by dy * W + dx descending), rounding to float32 at every
+    add as the C's float buffer does; spill past the right edge lands at the next row's start.
+    Row y reads the image and radii of rows y - r .. y + r only (r: the kernel's radius).
+    reach_min[row]: the row's smallest radius; a tap no farther than it needs no per-pixel test."""
     h, w = image.shape
-    for y in _prange(h):
+    for y in _prange(y0, y1):
         acc = out[y]
         for t in range(taps.shape[0]):
             dy, dx, level, k = taps[t, 0], taps[t, 1], taps[t, 2], weights[t]
             sy = y - dy
             if 0 <= sy < h:
                 source, reach = image[sy], radii[sy]
-                for x in range(max(dx, 0), min(w, w + dx)):
-                    value = acc[x] + k * source[x - dx]  # loaded unconditionally: a select below
-                    r = reach[x - dx]
-                    acc[x] = value if r >= level else acc[x]
+                lo, hi = max(dx, 0), min(w, w + dx)
+                if reach_min[sy] >= level:
+                    for x in range(lo, hi):
+                        acc[x] = acc[x] + k * source[x - dx]
+                else:
+                    for x in range(lo, hi):
+                        value = acc[x] + k * source[x - dx]  # loaded unconditionally: a select below
+                        acc[x] = value if reach[x - dx] >= level else acc[x]
             # x == W of the row above (never above row 0) lands here: from that row's last pixels
             if dx >= 1 and y >= 1 and 1 <= sy <= h and radii[sy - 1, w - dx] >= level:
                 acc[0] = acc[0] + k * image[sy - 1, w - dx]
+
+
+def _pixel_radius(v, fiber, fwhm, g, log16, user_radius, clip):
+    """noisify.c's PSF radius of a pixel of v > 0 photons: the user's, or where fewer than
+    sqrt(v)/10 photons fall beyond (1 where the formula has no value); within 1 .. clip."""
+    r = user_radius
+    if r <= 0:
+        noise = math.sqrt(v) / 10.0
+        rr = 1.0 + math.ceil(g * (v / noise) if fiber else math.sqrt(-math.log(noise / v) / log16) * fwhm)
+        r = int(min(rr, 2147483647.0)) if math.isfinite(rr) else 1
+    return min(max(r, 1), clip)
+
+
+def _psf_rows(values, y0, y1, fiber, fwhm, user_radius, clip, lost_of, known, radii, reach_min, lost):
+    """noisify.c's per-pixel PSF radius for rows y0..y1-1 of `values` (photons, float64) into
+    `radii` (-1: nothing to spread; reach_min: each row's smallest), and the photons falling
+    past it, added to `lost` one by one in the C's order (returned).  lost_of[r]: the fraction
+    lost past radius r (gauss: the factor; fiber: the divisor, as the C's order of operations);
+    known[n]: the radius of n photons (whole n; 0: not computed yet), counts repeating a lot."""
+    g = fwhm * 0.652383013252053
+    log16 = math.log(16.0)
+    for y in range(y0, y1):
+        low = clip
+        for x in range(values.shape[1]):
+            v = values[y, x]
+            if not v > 0.0:
+                radii[y, x] = -1
+                low = -1
+                continue
+            if v < known.shape[0] and v == math.floor(v):
+                n = int(v)
+                if known[n] == 0:
+                    known[n] = _pixel_radius(v, fiber, fwhm, g, log16, user_radius, clip)
+                r = known[n]
+            else:
+                r = _pixel_radius(v, fiber, fwhm, g, log16, user_radius, clip)
+            radii[y, x] = r
+            low = min(low, r)
+            lost += v * g / lost_of[r] if fiber else v * lost_of[r]
+        reach_min[y] = low
+    return lost
+
+
+def _adc_pixels(photons, gain, adc, noise, readout, bits, out):
+    """noisify.c's integer image of flat photons: photons * gain + adc (+ noise * readout[i]),
+    clipped at 2^31 - 1 and (16 bits) at 65535, cast as gcc on x86-64 casts (truncation, low
+    bits; NaN and values out of the int range give 0).  Returns the overloads."""
+    over = 0
+    for i in _prange(photons.shape[0]):
+        a = photons[i] * gain + adc
+        if readout.shape[0]:
+            a = a + noise * readout[i]
+        if a > 2147483647.0:
+            a = 2147483647.0
+        if bits == 32:
+            if a >= 2147483647.0:
+                over += 1
+            out[i] = int(a) & 0xFFFFFFFF if abs(a) < 2.0**62 else 0
+        else:
+            if a > 65535.0:
+                a = 65535.0
+                over += 1
+            out[i] = int(a) & 0xFFFF if -2147483648.0 < a < 2147483648.0 else 0
+    return over
+
+
+def compiled_adc():
+    """The compiled integer conversion (parallel), or None without numba."""
+    return _jit("_adc_pixels")
 
 
 def compiled_spread():
@@ -172,3 +247,19 @@ def compiled_spread():
 def compiled_spread_c_order():
     """The compiled C-order PSF spread, or None without numba."""
     return _jit("_spread_c_order")
+
+
+def compiled_psf_rows():
+    """The compiled per-pixel PSF radii and lost photons (sequential), or None without numba."""
+    if "_psf_rows" not in _BUILT:
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - numba is a dependency
+            _BUILT["_psf_rows"] = None
+        else:
+            import types
+            scope = dict(globals())
+            scope["_pixel_radius"] = numba.njit(cache=True, nogil=True)(_pixel_radius)
+            fn = types.FunctionType(_psf_rows.__code__, scope, "_psf_rows")
+            _BUILT["_psf_rows"] = numba.njit(cache=True, nogil=True)(fn)
+    return _BUILT["_psf_rows"]

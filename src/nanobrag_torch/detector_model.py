@@ -212,23 +212,29 @@ def _spread_compiled(image, radii, kernel):
     return torch.as_tensor(ext, dtype=image.dtype)
 
 
+def _c_order_taps(kernel, w):
+    """The kernel's nonzero taps as _spread_c_order takes them: ([dy, dx, distance level] rows,
+    weights), sorted by source index ascending (dy * W + dx descending), as the C visits them."""
+    big = kernel.shape[0] // 2
+    dy, dx = (a.ravel() for a in np.meshgrid(np.arange(-big, big + 1), np.arange(-big, big + 1), indexing="ij"))
+    keep = kernel.ravel() != 0.0
+    dy, dx, weights = dy[keep], dx[keep], kernel.ravel()[keep]
+    order = np.argsort(-(dy * w + dx), kind="stable")
+    levels = np.ceil(np.sqrt(dy * dy + dx * dx)).astype(np.int64)
+    return np.ascontiguousarray(np.stack([dy, dx, levels], 1)[order]), np.ascontiguousarray(weights[order])
+
+
 def _spread_c_order(kind, values, radii, kernel, fwhm):
     """(spread image as the C's float buffer holds it, lost photons summed in the C's order)
     from float64 numpy values and per-pixel radii (CPU, no gradient)."""
     from .amorphous_kernel import compiled_spread_c_order
 
     h, w = values.shape
-    big = kernel.shape[0] // 2
-    dy, dx = (a.ravel() for a in np.meshgrid(np.arange(-big, big + 1), np.arange(-big, big + 1), indexing="ij"))
-    keep = kernel.ravel() != 0.0
-    dy, dx, weights = dy[keep], dx[keep], kernel.ravel()[keep]
-    order = np.argsort(-(dy * w + dx), kind="stable")  # source index ascending, as the C visits them
-    levels = np.ceil(np.sqrt(dy * dy + dx * dx)).astype(np.int64)
-    taps = np.ascontiguousarray(np.stack([dy, dx, levels], 1)[order])
+    taps, weights = _c_order_taps(kernel, w)
     lit = values > 0.0
     out = np.zeros((h, w), dtype=np.float32)
-    compiled_spread_c_order()(values, np.where(lit, radii, -1).astype(np.int64), taps,
-                              np.ascontiguousarray(weights[order]), out)
+    reach = np.where(lit, radii, -1).astype(np.int64)
+    compiled_spread_c_order()(values, reach, reach.min(axis=1, initial=0), taps, weights, out, 0, h)
     lost = _lost_photons(kind, torch.from_numpy(values), torch.from_numpy(radii.astype(np.float64)), fwhm).numpy()
     return out.astype(np.float64), float(np.cumsum(np.where(lit, lost, 0.0).ravel())[-1]) if lost.size else 0.0
 
@@ -263,6 +269,15 @@ def c_unsigned(adu, bits):
 def to_pixels(photons, model, readout=None):
     """ADU image (uint16 or uint32 by model.bits) and overload count from photons/pixel (float64
     numpy): photons * gain + offset (+ read-out noise), clipped as the C clips."""
+    from .amorphous_kernel import compiled_adc
+
+    if compiled_adc() is not None and isinstance(model.gain, float) and isinstance(model.adc_offset, float):
+        out = np.empty(np.shape(photons), dtype=np.uint32 if model.bits == 32 else np.uint16)
+        flat = np.ascontiguousarray(photons, dtype=np.float64).ravel()
+        noise = np.zeros(0) if readout is None else np.ascontiguousarray(readout, dtype=np.float64).ravel()
+        over = compiled_adc()(flat, model.gain, model.adc_offset, float(model.readout_noise), noise, model.bits,
+                              out.reshape(-1))
+        return out, int(over)
     adu = photons * model.gain + model.adc_offset
     if readout is not None:
         adu = adu + model.readout_noise * readout
@@ -300,7 +315,9 @@ def expected_adu(image, model, scale=1.0):
 
 def photon_values(image, scale=1.0):
     """Photons/pixel as the C's float buffer holds them: float32 values in a float64 tensor."""
-    return (torch.as_tensor(image, dtype=torch.float64) * scale).to(torch.float32).to(torch.float64)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().to("cpu")
+    return torch.from_numpy((np.asarray(image, dtype=np.float64) * scale).astype(np.float32).astype(np.float64))
 
 
 def noiseless_response(image, model, scale=1.0, noise=True, say=None):
@@ -316,25 +333,93 @@ def noiseless_response(image, model, scale=1.0, noise=True, say=None):
 
 
 class NoiseDraws:
-    """One image's sequential draws (photon counts, then the read-out Gaussians) on a worker
-    thread, started at once: the compiled loops release the GIL, so the caller can write files
-    or apply the PSF meanwhile.  The parallel preparation runs here, in the caller's thread."""
+    """One image's sequential draws (photon counts block of rows by block, then the read-out
+    Gaussians) on a worker thread, started at once: the compiled loops release the GIL, so the
+    caller can write files or apply the PSF to the rows drawn so far meanwhile.  The parallel
+    preparation runs here, in the caller's thread."""
+
+    BLOCK_ROWS = 32
 
     def __init__(self, photons, model, seed, calib_seed=123456789):
+        photons = np.asarray(photons, dtype=np.float32)
+        self.shape = photons.shape
+        h = photons.shape[0] if photons.ndim == 2 else 1
+        w = photons.size // h if h else 0
         streams = rng.SharedStreams(seed, calib_seed)
-        draw = streams.photon_draws(np.asarray(photons, dtype=np.float32), model.flicker, model.calibration)
+        draw, self._flat = streams.prepare(photons, model.flicker, model.calibration)
         pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
-        self._counts = pool.submit(draw)  # the Gaussians continue the same stream: same worker, after
-        self._readout = pool.submit(streams.gaussians, np.size(photons)) if model.readout_noise > 0.0 else None
-        pool.shutdown(wait=False)  # the worker ends after these two
+        blocks = [(r, min(h, r + self.BLOCK_ROWS)) for r in range(0, h, self.BLOCK_ROWS)]
+        self._blocks = [(start, stop, pool.submit(draw, [start * w], [stop * w])) for start, stop in blocks]
+        # the Gaussians continue the same stream: same worker, after the counts
+        self._readout = pool.submit(streams.gaussians, photons.size) if model.readout_noise > 0.0 else None
+        pool.shutdown(wait=False)  # the worker ends after these
+
+    def drawn_rows(self):
+        """(first, end) of each block of image rows as its draws are done, in order."""
+        for start, stop, future in self._blocks:
+            future.result()
+            yield start, stop
 
     def counts(self):
         """(counts, their sum), waiting for the draws."""
-        return self._counts.result()
+        total = 0.0
+        for _, _, future in self._blocks:
+            total = future.result()  # each block returns the running sum
+        return self._flat.reshape(self.shape), total
 
     def readout(self, shape):
         """The unit read-out Gaussians (shape), or None without read-out noise."""
         return None if self._readout is None else self._readout.result().reshape(shape)
+
+
+def _kernel_radius(kind, top, fwhm, user_radius, maxwidth):
+    """apply_psf.c's kernel radius: the user's, or automatic from the brightest pixel `top`."""
+    if user_radius > 0:
+        return min(user_radius, maxwidth)
+    radius = int(_auto_radius(kind, np.array(top), fwhm, fwhm * FIBER_G_PER_FWHM, math.log(4) * 2))
+    return min(max(radius, 1), maxwidth)
+
+
+def _following_psf(draws, model, hint):
+    """noisify.c's PSF on the counts, spread row block by row block as the draws finish them
+    (one thread meanwhile, the draws having the other core): (C float buffer, lost photons,
+    brightest count, kernel radius), or None where this path does not apply (no compiled loops,
+    too many taps, no photons) or its guess of the automatic radius, from the brightest mean
+    `hint`, proves wrong: apply_psf then does it all after the draws, with the same result."""
+    from .amorphous_kernel import compiled_psf_rows, compiled_spread_c_order
+
+    if len(draws.shape) != 2 or isinstance(model.psf_fwhm_px, torch.Tensor) or compiled_psf_rows() is None:
+        return None
+    h, w = draws.shape
+    fwhm, user = float(model.psf_fwhm_px), int(model.psf_radius)
+    if user <= 0 and not hint > 0.0:
+        return None
+    radius = _kernel_radius(model.psf, hint, fwhm, user, max(h, w))
+    taps, weights = _c_order_taps(psf_kernel(model.psf, fwhm, radius).numpy(), w)
+    if len(taps) > COMPILED_MAX_TAPS:
+        return None
+    import numba
+
+    fiber = model.psf == "fiber"
+    lost_of = np.array([math.sqrt(g * g + r * r) if fiber else math.exp(-LOG16 * ((r / fwhm) * (r / fwhm)))
+                        for g in [fwhm * FIBER_G_PER_FWHM] for r in range(radius + 1)])
+    known = np.zeros(int(min(max(hint, 0.0) * 1.5 + 1000.0, 1 << 22)), dtype=np.int64)
+    counts, radii, reach_min = draws._flat.reshape(h, w), np.empty((h, w), dtype=np.int64), np.empty(h, np.int64)
+    out, lost, done, threads = np.zeros((h, w), dtype=np.float32), 0.0, 0, numba.get_num_threads()
+    for first, rows in draws.drawn_rows():
+        lost = compiled_psf_rows()(counts, first, rows, fiber, fwhm, user, min(radius, max(h, w)), lost_of, known,
+                                   radii, reach_min, lost)
+        ready = h if rows == h else max(rows - radius, done)  # output row y reads rows up to y + radius
+        numba.set_num_threads(threads if rows == h else 1)
+        try:
+            compiled_spread_c_order()(counts, radii, reach_min, taps, weights, out, done, ready)
+        finally:
+            numba.set_num_threads(threads)
+        done = ready
+    top = float(counts.max()) if counts.size else 0.0
+    if user <= 0 and (not top > 0.0 or _kernel_radius(model.psf, top, fwhm, user, max(h, w)) != radius):
+        return None
+    return out, lost, top, radius
 
 
 def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None, draws=None):
@@ -343,12 +428,23 @@ def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_lab
     `draws`: NoiseDraws already started for these photons and seeds."""
     say = say or (lambda text: None)
     draws = draws or NoiseDraws(photons, model, seed, calib_seed)
+    followed = None
+    if model.has_psf and photons.size:
+        followed = _following_psf(draws, model, float(np.max(photons)))
     counts, total = draws.counts()
     if model.has_psf:
         say("%.0f photons on noise image before PSF" % total)
         say("  applying PSF width = %s" % (psf_label or "%g pixels" % _number(model.psf_fwhm_px)))
-        blurred = apply_psf(torch.from_numpy(counts), model.psf, model.psf_fwhm_px, model.psf_radius, say, True)
-        counts = blurred.to(torch.float32).to(torch.float64).numpy()
+        if followed is not None:
+            out, lost, top, radius = followed
+            if model.psf_radius <= 0:
+                say("  maximum input photon/pixel: %g" % top)
+                say("  auto-selected psf_radius = %d pixels" % radius)
+            say("adding back %g lost photons" % lost)
+            counts = (out.astype(np.float64) + lost / counts.size).astype(np.float32).astype(np.float64)
+        else:
+            blurred = apply_psf(torch.from_numpy(counts), model.psf, model.psf_fwhm_px, model.psf_radius, say, True)
+            counts = blurred.to(torch.float32).to(torch.float64).numpy()
     readout = draws.readout(counts.shape)
     noisy, overloads = to_pixels(counts, model, readout)
     return counts, noisy, overloads

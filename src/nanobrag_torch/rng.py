@@ -130,31 +130,93 @@ def _multiplied(g, sd, tab):
             return em
 
 
-def _rejected(xm, sq, alxm, g, lgam, sd, tab):
+_PIO2_HI, _PIO2_LO = 1.5707963267948966, 6.123233995736766e-17  # pi/2 = hi + lo (hi: the double)
+_PI_HI, _PI_LO = 3.141592653589793, 1.2246467991473532e-16
+_TAN_BAND = 1e-12  # relative: far above _tan_pi's error (~5e-16), far below a float32 ulp (6e-8)
+
+
+def _tan_pi(u):
+    """tan(pi u) for 0 < u < 1 to ~5e-16 relative: pi u reduced by a multiple of pi/2 (in two
+    parts, so a result near the pole keeps its digits), then Lambert's continued fraction for
+    tan to depth 8 as one ratio of integer-coefficient polynomials in r^2.  A third of glibc's
+    latency, which sits on the sequential Poisson loop's critical path."""
+    x = math.pi * u
+    if x < 0.7853981633974483:
+        r, cot = x, False
+    elif x < 2.356194490192345:
+        r, cot = (x - _PIO2_HI) - _PIO2_LO, True
+    else:
+        r, cot = (x - _PI_HI) - _PI_LO, False
+    s = r * r
+    p = (((s - 990.0) * s + 135135.0) * s - 4729725.0) * s + 34459425.0
+    q = (((45.0 * s - 13860.0) * s + 945945.0) * s - 16216200.0) * s + 34459425.0
+    return -q / (r * p) if cot else r * p / q
+
+
+def _tan_pi_f32(u):
+    """The C's float y = tan(M_PI * u): glibc's double tan rounded to float.  _tan_pi's value
+    gives the same float whenever the band of its error rounds to one float (rounding is
+    monotonic); otherwise (about 1 in 30,000) glibc's tan decides."""
+    t = _tan_pi(u)
+    lo = _F32(t - abs(t) * _TAN_BAND)
+    if lo == _F32(t + abs(t) * _TAN_BAND):
+        return lo
+    return _F32(math.tan(math.pi * u))
+
+
+def _settle(sd, tab, ps):
+    """Give back the uniform _rejected drew ahead (ps[6] set; the seed variable and shuffle-table
+    entries it changed are in ps[8], ps[9]), so that whatever draws next from the table gets it."""
+    if ps[6] != 0.0:
+        ps[6] = 0.0
+        iy = np.int64(ps[9])
+        j = iy // _NDIV
+        tab[1 + j] = tab[0]
+        tab[0] = iy
+        sd[0] = np.int64(ps[8])
+
+
+def _rejected(xm, sq, alxm, g, lgam, sd, tab, ps):
     """poidev's rejection method (mean 12 .. 1e6) from its statics; ln Gamma(em + 1) of the
-    integer em is kept in lgam (NaN: not computed yet; deviates past its end compute it)."""
+    integer em is kept in lgam (NaN: not computed yet; deviates past its end compute it).
+    The C's float arithmetic is done in float32 itself (one rounding, as the C's), not as
+    double rounded back: conversions would sit on the loop's critical path.  The uniform after
+    each acceptance test feeds a tan whatever the test says (another try, or the next deviate's
+    first), so it is drawn before the test, overlapping its latency: on acceptance it is left
+    pending in ps[6:10] for the next call; anything else drawing next must _settle first."""
+    xm, sq, alxm, g = _F32(xm), _F32(sq), _F32(alxm), _F32(g)
+    if ps[6] != 0.0:
+        ps[6] = 0.0
+        y = _F32(ps[7])
+    else:
+        y = _tan_pi_f32(_ran1(sd, tab))
     while True:
-        while True:
-            y = _F64(_F32(math.tan(math.pi * _ran1(sd, tab))))
-            em = _F64(_F32(_F64(_F32(sq * y)) + xm))
-            if not (em < 0.0):
-                break
-        em = _F64(np.floor(em))  # floor of a float32 value is float32-exact
+        em = sq * y + xm
+        while em < 0.0:  # there are no negative deviates: draw again
+            y = _tan_pi_f32(_ran1(sd, tab))
+            em = sq * y + xm
+        em = np.floor(em)
         if em < lgam.shape[0]:  # also false for NaN
             k = int(em)
             if math.isnan(lgam[k]):
-                lgam[k] = _gammln(_F32(em + 1.0))
-            lg = lgam[k]
+                lgam[k] = _gammln(em + _F32(1.0))
+            lg = _F32(lgam[k])
         else:
-            lg = _gammln(_F32(em + 1.0))
-        c = _F64(_F32(_F64(_F32(_F64(_F32(em * alxm)) - lg)) - g))
-        t = _F64(_F32(0.9 * (1.0 + _F64(_F32(y * y))) * math.exp(c)))
-        if not (_ran1(sd, tab) > t):
-            return em
+            lg = _F32(_gammln(em + _F32(1.0)))
+        c = em * alxm - lg - g
+        t = _F32(0.9 * (1.0 + _F64(y * y)) * math.exp(_F64(c)))
+        u = _F32(_ran1(sd, tab))
+        ps[8], ps[9] = sd[0], tab[0]
+        y = _tan_pi_f32(_ran1(sd, tab))
+        if not (u > t):
+            ps[6], ps[7] = 1.0, y
+            return _F64(em)
 
 
 def _poidev(xm, sd, tab, ps, lgam):
-    """Poisson deviate of the float32 mean xm (returned as the C float value); lgam as _rejected's."""
+    """Poisson deviate of the float32 mean xm (returned as the C float value); lgam as _rejected's.
+    Leaves nothing pending."""
+    _settle(sd, tab, ps)
     x = _F64(xm)
     if x > 1.0e6:
         return _F64(_F32(x + math.sqrt(x) * _gaussdev(sd, tab, ps)))
@@ -163,7 +225,9 @@ def _poidev(xm, sd, tab, ps, lgam):
         ps[0], ps[1], ps[2] = _poisson_statics(x)
     if x < 12.0:
         return _multiplied(ps[2], sd, tab)
-    return _rejected(x, ps[0], ps[1], ps[2], lgam, sd, tab)
+    em = _rejected(x, ps[0], ps[1], ps[2], lgam, sd, tab, ps)
+    _settle(sd, tab, ps)
+    return em
 
 
 def _poisson_setup(xm, setup):
@@ -174,61 +238,64 @@ def _poisson_setup(xm, setup):
             setup[i, 0], setup[i, 1], setup[i, 2] = _poisson_statics(xm[i])
 
 
-def _poisson_run(xm, starts, stops, sd, csd, tab, ps, setup, lgam, flicker, calibration, out):
+def _scaled_mean(x, flicker, calibration, sd, csd, tab, ps):
+    """noisify's mean after beam flicker (noise seed) and calibration error (calibration seed),
+    both Gaussians from the shared table and spare, as a float32 value."""
+    if flicker > 0.0:
+        if ps[4] == 0.0:  # gaussdev will draw
+            _settle(sd, tab, ps)
+        x *= 1.0 + flicker * _gaussdev(sd, tab, ps)
+    if calibration > 0.0:
+        if ps[4] == 0.0:
+            _settle(sd, tab, ps)
+        x *= 1.0 + calibration * _gaussdev(csd, tab, ps)
+    return _F64(_F32(x))
+
+
+def _poisson_run(xm, starts, stops, sd, csd, tab, ps, setup, lgam, flicker, calibration, out, total):
     """Poisson deviates out[i] of the means xm[i] for i in each [starts[r], stops[r]), in that
-    order, drawn as the C's loops draw them; returns their sum.  With flicker or calibration each
-    mean is first scaled by 1 + flicker * gauss (noise seed sd) and 1 + calibration * gauss
-    (calibration seed csd), both seeds sharing the table and Gaussian spare (noisify); otherwise
-    the statics come from _poisson_setup (setup rows per mean)."""
-    total = 0.0
+    order, drawn as the C's loops draw them; returns `total` plus them, added one by one.  With
+    flicker or calibration each mean is first scaled (_scaled_mean) and its statics computed here
+    (kept in locals, new means only, as poidev); otherwise they come from _poisson_setup."""
     scaled = flicker > 0.0 or calibration > 0.0
+    last, sq, alxm, g = -1.0, 0.0, 0.0, 0.0
     for r in range(starts.shape[0]):
         for i in range(starts[r], stops[r]):
             x = _F64(xm[i])
             if scaled:
-                if flicker > 0.0:
-                    x *= 1.0 + flicker * _gaussdev(sd, tab, ps)
-                if calibration > 0.0:
-                    x *= 1.0 + calibration * _gaussdev(csd, tab, ps)
-                em = _poidev(_F32(x), sd, tab, ps, lgam)
-            elif x > 1.0e6:
+                x = _scaled_mean(x, flicker, calibration, sd, csd, tab, ps)
+                if x != last and not x > 1.0e6:
+                    last = x
+                    sq, alxm, g = _poisson_statics(x)
+            elif not x > 1.0e6:
+                sq, alxm, g = setup[i, 0], setup[i, 1], setup[i, 2]
+            if x > 1.0e6:
                 em = _poidev(x, sd, tab, ps, lgam)
             elif x < 12.0:
-                em = _multiplied(setup[i, 2], sd, tab)
+                _settle(sd, tab, ps)
+                em = _multiplied(g, sd, tab)
             else:  # NaN too, as in the C
-                em = _rejected(x, setup[i, 0], setup[i, 1], setup[i, 2], lgam, sd, tab)
+                em = _rejected(x, sq, alxm, g, lgam, sd, tab, ps)
             out[i] = em
             total += em
+    _settle(sd, tab, ps)
     return total
 
 
-def _noise_loop(img, x0, x1, y0, y1, adc, sd, tab, ps, lgam, out):
-    """noise_image in one pass over the ROI, in the C's order: each pixel's Poisson count (the
-    statics recomputed for a new mean only, as poidev does; kept in locals, which the compiled loop
-    holds in registers), plus the ADC offset, clipped at 65535 and cast as the C casts. Returns
-    (photon sum, overloads); ps gets the last statics back."""
+def _to_adc(counts, x0, x1, y0, y1, adc, out):
+    """The C's noise image from Poisson counts: inside the ROI count + ADC offset, clipped at
+    65535 and cast as the C casts (zero elsewhere).  Returns (the counts summed one by one in
+    the C's order, overloads)."""
     total = 0.0
     overloads = 0
-    last, sq, alxm, g = ps[3], ps[0], ps[1], ps[2]
     for s in range(y0, y1 + 1):
         for f in range(x0, x1 + 1):
-            x = _F64(img[s, f])
-            if x > 1.0e6:
-                ps[3], ps[0], ps[1], ps[2] = last, sq, alxm, g
-                em = _poidev(x, sd, tab, ps, lgam)
-                last, sq, alxm, g = ps[3], ps[0], ps[1], ps[2]
-            else:
-                if x != last:
-                    last = x
-                    sq, alxm, g = _poisson_statics(x)
-                em = _multiplied(g, sd, tab) if x < 12.0 else _rejected(x, sq, alxm, g, lgam, sd, tab)
-            total += em
-            test = em + adc
+            total += counts[s, f]
+            test = counts[s, f] + adc
             if test > 65535.0:
                 test = 65535.0
                 overloads += 1
             out[s, f] = int(test) & 0xFFFF if -2147483648.0 < test < 2147483648.0 else 0
-    ps[3], ps[0], ps[1], ps[2] = last, sq, alxm, g
     return total, overloads
 
 
@@ -239,11 +306,11 @@ def _gauss_stream(sd, tab, ps, out):
 
 
 _prange = range
-_JITTED = ("_ran1", "_gammln", "_gaussdev", "_poisson_statics", "_multiplied", "_rejected", "_poidev",
-           "_poisson_run", "_noise_loop", "_gauss_stream")
+_JITTED = ("_ran1", "_tan_pi", "_tan_pi_f32", "_gammln", "_gaussdev", "_poisson_statics", "_multiplied", "_settle",
+           "_rejected", "_poidev", "_scaled_mean", "_poisson_run", "_to_adc", "_gauss_stream")
 _PARALLEL = ("_poisson_setup",)
 # a call passing arrays costs atomic reference counts (~10 ns a pixel): these are inlined
-_INLINED = ("_ran1", "_gaussdev", "_multiplied", "_rejected")
+_INLINED = ("_ran1", "_tan_pi", "_tan_pi_f32", "_gaussdev", "_multiplied", "_settle", "_rejected", "_scaled_mean")
 
 
 def _build_jit():
@@ -278,10 +345,11 @@ def _lgamma_table(means):
     return np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
 
 
-def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
-    """poisson_counts in two steps: the parallel preparation now, the sequential draws when the
-    returned function is called (from any thread: it launches no parallel kernel and releases
-    the GIL, so other work can run meanwhile)."""
+def prepare_draws(means, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
+    """(draw, out): poisson_counts' parallel preparation now; then draw(starts, stops) draws the
+    deviates of those index ranges into the flat float64 `out`, in order, and returns the running
+    sum of every deviate drawn so far (calls continue one stream and one sum: call them in order,
+    from any one thread at a time; they launch no parallel kernel and release the GIL)."""
     means = np.ascontiguousarray(means, dtype=np.float32).ravel()
     scaled = flicker > 0.0 or calibration > 0.0
     setup = np.zeros((0 if scaled else means.size, 3))
@@ -290,13 +358,22 @@ def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, cali
     lgam = _lgamma_table(means)
     out = np.zeros(means.size)
     run = _impl("_poisson_run")
+    total = [0.0]
 
-    def draw():
-        total = run(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd, sd if csd is None else csd,
-                    tab, ps, setup, lgam, float(flicker), float(calibration), out)
-        return out, float(total)
+    def draw(starts, stops):
+        total[0] = float(run(means, np.asarray(starts, np.int64), np.asarray(stops, np.int64), sd,
+                             sd if csd is None else csd, tab, ps, setup, lgam, float(flicker), float(calibration),
+                             out, total[0]))
+        return total[0]
 
-    return draw
+    return draw, out
+
+
+def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
+    """poisson_counts in two steps: the parallel preparation now, the sequential draws when the
+    returned function is called (as prepare_draws' draw)."""
+    draw, out = prepare_draws(means, sd, tab, ps, csd, flicker, calibration)
+    return lambda: (out, draw(starts, stops))
 
 
 _NOISE_JIT = [None, False]  # [compiled scope, built?]
@@ -315,6 +392,14 @@ def new_table():
     return np.zeros(1 + _NTAB, dtype=np.int64)
 
 
+def new_statics():
+    """poidev/gaussdev statics of a stream: [sq, alxm, g, oldm, iset, gset] as the C keeps them,
+    then _rejected's uniform drawn ahead [pending, its tan, seed variable and iy before it]."""
+    ps = np.zeros(10)
+    ps[3] = -1.0
+    return ps
+
+
 class Ran1:
     """The C `ran1(&idum)`.  `seed` is the C seed variable (e.g. -atoi(arg)); a seed <= 0
     re-initialises the shuffle table, after which the seed variable is positive.  Pass the
@@ -323,8 +408,7 @@ class Ran1:
     def __init__(self, seed, table=None):
         self.sd = np.array([int(seed)], dtype=np.int64)
         self.tab = new_table() if table is None else table
-        self.ps = np.zeros(6)  # poidev/gaussdev statics tied to this stream
-        self.ps[3] = -1.0
+        self.ps = new_statics()  # poidev/gaussdev statics tied to this stream
 
     @property
     def idum(self):
@@ -360,15 +444,9 @@ def noise_image(float_image, seed, adc_offset, roi, table=None):
     img = np.ascontiguousarray(float_image, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError("noise_image needs a 2-D (slow, fast) image")
-    h, w = img.shape
-    x0, x1 = max(int(roi[0]), 0), min(int(roi[1]), w - 1)
-    y0, y1 = max(int(roi[2]), 0), min(int(roi[3]), h - 1)
-    ps = np.zeros(6)
-    ps[3] = -1.0
-    out = np.zeros((h, w), dtype=np.uint16)
-    total, overloads = _impl("_noise_loop")(img, x0, x1, y0, y1, float(adc_offset), np.array([int(seed)], np.int64),
-                                            new_table() if table is None else table, ps, _lgamma_table(img), out)
-    return out, float(total), int(overloads)
+    noise = RowNoise(img.shape, seed, adc_offset, roi, table)
+    noise.add(noise.y0, img[noise.y0:noise.y1 + 1, noise.x0:noise.x1 + 1])
+    return noise.result()
 
 
 class RowNoise:
@@ -382,8 +460,7 @@ class RowNoise:
         self.y0, self.y1 = max(int(roi[2]), 0), min(int(roi[3]), self.h - 1)
         self.adc = float(adc_offset)
         self.sd, self.tab = np.array([int(seed)], dtype=np.int64), new_table() if table is None else table
-        self.ps = np.zeros(6)
-        self.ps[3] = -1.0
+        self.ps = new_statics()
         self.counts = np.zeros((self.h, self.w))
         self.pending = []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
@@ -400,20 +477,9 @@ class RowNoise:
         self.pool.shutdown(wait=True)
         for first_row, n, m, future in self.pending:
             self.counts[first_row:first_row + n, self.x0:self.x0 + m] = future.result()[0].reshape(n, m)
-        drawn = self.counts[self.y0:self.y1 + 1, self.x0:self.x1 + 1].ravel()  # in drawing order
-        total = float(np.cumsum(drawn)[-1]) if drawn.size else 0.0  # summed one by one, as the C
-        inside = np.zeros((self.h, self.w), dtype=bool)
-        inside[self.y0:self.y1 + 1, self.x0:self.x1 + 1] = True
-        test = self.counts + self.adc
-        over = inside & (test > 65535.0)
-        out = np.where(inside, _c_u16(np.where(over, 65535.0, test)), 0).astype(np.uint16)
-        return out, total, int(over.sum())
-
-
-def _c_u16(x):
-    """C `(unsigned short)` of doubles as gcc on x86-64 does it (via int32, low 16 bits)."""
-    ok = (x > -2147483648.0) & (x < 2147483648.0)
-    return np.trunc(np.where(ok, x, 0.0)).astype(np.int64) & 0xFFFF
+        out = np.zeros((self.h, self.w), dtype=np.uint16)
+        total, overloads = _impl("_to_adc")(self.counts, self.x0, self.x1, self.y0, self.y1, self.adc, out)
+        return out, float(total), int(overloads)
 
 
 def mosaic_rotation_umat(mosaicity, rng):
@@ -509,24 +575,19 @@ class SharedStreams:
         self.sd = np.array([int(seed)], dtype=np.int64)
         self.csd = np.array([int(calib_seed)], dtype=np.int64)
         self.tab = new_table()
-        self.ps = np.zeros(6)
-        self.ps[3] = -1.0
+        self.ps = new_statics()
 
     def photon_counts(self, photons, flicker, calibration):
         """Poisson counts (float64 array) of the float32 photon image, pixel order, after the
         flicker and calibration factors; and their sum."""
-        return self.photon_draws(photons, flicker, calibration)()
+        draw, out = self.prepare(photons, flicker, calibration)
+        total = draw([0], [out.size])
+        return out.reshape(np.shape(photons)), total
 
-    def photon_draws(self, photons, flicker, calibration):
-        """photon_counts as poisson_draws splits it: prepared now, drawn when called."""
+    def prepare(self, photons, flicker, calibration):
+        """prepare_draws for the photon image's pixels in order: (draw(starts, stops), flat out)."""
         flat = np.ascontiguousarray(photons, dtype=np.float32).ravel()
-        draw = poisson_draws(flat, [0], [flat.size], self.sd, self.tab, self.ps, self.csd, flicker, calibration)
-
-        def counts():
-            out, total = draw()
-            return out.reshape(np.shape(photons)), total
-
-        return counts
+        return prepare_draws(flat, self.sd, self.tab, self.ps, self.csd, flicker, calibration)
 
     def gaussians(self, n):
         out = np.zeros(int(n), dtype=np.float64)

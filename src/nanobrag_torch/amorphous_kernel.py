@@ -156,15 +156,16 @@ def _spread_c_order(image, radii, reach_min, taps, weights, out, y0, y1):
             dy, dx, level, k = taps[t, 0], taps[t, 1], taps[t, 2], weights[t]
             sy = y - dy
             if 0 <= sy < h:
-                source, reach = image[sy], radii[sy]
                 lo, hi = max(dx, 0), min(w, w + dx)
+                # views from index 0, so that no index can be negative (no wrap-around test per pixel)
+                into, source, reach = acc[lo:hi], image[sy, lo - dx:hi - dx], radii[sy, lo - dx:hi - dx]
                 if reach_min[sy] >= level:
-                    for x in range(lo, hi):
-                        acc[x] = acc[x] + k * source[x - dx]
+                    for x in range(hi - lo):
+                        into[x] = into[x] + k * source[x]
                 else:
-                    for x in range(lo, hi):
-                        value = acc[x] + k * source[x - dx]  # loaded unconditionally: a select below
-                        acc[x] = value if reach[x - dx] >= level else acc[x]
+                    for x in range(hi - lo):
+                        value = into[x] + k * source[x]  # loaded unconditionally: a select below
+                        into[x] = value if reach[x] >= level else into[x]
             # x == W of the row above (never above row 0) lands here: from that row's last pixels
             if dx >= 1 and y >= 1 and 1 <= sy <= h and radii[sy - 1, w - dx] >= level:
                 acc[0] = acc[0] + k * image[sy - 1, w - dx]

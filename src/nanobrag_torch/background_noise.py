@@ -92,10 +92,10 @@ def noise_function(v):
     if model is None:
         return None
 
-    def noise(image32):
-        response = detector_model.detector_response(image32, model, v.seed, v.calib_seed,
-                                                    detector_model.photon_scale())
-        return response.noisy, response.photon_sum, response.overloads
+    def noise(image32):  # only the noise image: no noiseless one to make
+        photons = detector_model.photon_values(image32, detector_model.photon_scale()).numpy()
+        counts, noisy, overloads = detector_model.noisy_response(photons, model, v.seed, v.calib_seed)
+        return noisy, float(counts.sum()), overloads
     return noise
 
 

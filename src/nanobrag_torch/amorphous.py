@@ -227,7 +227,7 @@ def _compiled_inputs(detector, geo, incident, wl, weights, table, axis):
 
 def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, nopolar, rows, cols, scale, on_rows):
     """([scaled image block], omega sum) by the compiled loop: in one call, or for a consumer
-    (on_rows) in a few row blocks with one thread fewer, numpy only between blocks (torch
+    (on_rows) in row blocks with one thread fewer, numpy only between blocks (torch
     operations there wake its thread pool against the loop's)."""
     from . import amorphous_kernel
 
@@ -236,14 +236,17 @@ def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, no
     dtype = torch.empty(0, dtype=detector.dtype).numpy().dtype
     factor = dtype.type(scale.item())  # the scale in the image's precision, as the torch path multiplies
     step = len(rows) if on_rows is None else max(1, COMPILED_BLOCK // max(1, len(cols)))
-    blocks, omega_sum = [], 0.0
-    for r0 in range(0, len(rows), step):
+    blocks, omega_sum, r0 = [], 0.0, 0
+    while r0 < len(rows):
+        # blocks shrink towards the end: the consumer's work on the last one is all that is left after it
+        size = step if on_rows is None else max(min(step, (len(rows) - r0) // 2), -(-step // 8))
         out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar,
-                                             float(kahn), rows[r0:r0 + step], cols, on_rows is not None)
+                                             float(kahn), rows[r0:r0 + size], cols, on_rows is not None)
         blocks.append(out.astype(dtype) * factor)
         omega_sum += omega
         if on_rows is not None:
             on_rows(int(rows[r0]), blocks[-1])
+        r0 += size
     return [torch.as_tensor(np.concatenate(blocks), device=detector.device)], omega_sum
 
 

@@ -6,10 +6,13 @@
                       [--plot [SVG]]
 
 Each workload runs in its own temporary folder, ours and C alternating, and every run is a fresh
-process.  Reported per workload: median wall time, ours cold (first run, which builds the compiled
-kernel in an empty cache unless --reuse-cache) and warm (median of the rest), peak resident memory
-of each process, the ratio ours/C (ours warm against C's median; cold against C's median too) and
-the correlation of the two float images.  A JSON record goes to benchmarks/results/<timestamp>.json;
+process.  Reported per workload: median wall time, ours cold (first run, on an empty kernel cache
+unless --reuse-cache: it renders eagerly and leaves the kernel to a background build, or builds it
+first) and warm (median of the rest), peak resident memory of each process, the ratio ours/C (ours
+warm against C's median; cold against C's median too) and the correlation of the two float images.
+After each run of ours the benchmark waits, untimed, until no process builds a kernel into its
+cache (the record's `background_build_s`), so a background build never runs into the next timed
+run and the warm runs find the kernel.  A JSON record goes to benchmarks/results/<timestamp>.json;
 --plot draws the history of those records as an SVG line chart and exits without running anything.
 """
 import argparse
@@ -541,7 +544,8 @@ def parse_args(argv):
     p.add_argument("--py-args", default="", help='extra arguments for ours, e.g. "-dtype float32 -nthreads 2"')
     p.add_argument("--reuse-cache", action="store_true",
                    help="use the normal compiled-kernel cache (default: an empty one per workload, so 'cold' "
-                        "includes building the kernel)")
+                        "is a first run without its kernel; after each run of ours the benchmark waits, "
+                        "untimed, for any background kernel build to finish before the next run)")
     p.add_argument("--render-time", action="store_true",
                    help="also time the render alone in-process (render_time.py), without start-up or files")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is killed (default 1800)")

@@ -119,3 +119,47 @@ def test_processes_share_one_build_and_survive_a_killed_builder(folder):
         compiled = sim.run()
     assert sim.stats["compiled_kernel"] is True
     np.testing.assert_allclose(compiled.float().numpy().reshape(-1), eager, rtol=1e-6, atol=1e-6 * float(eager.max()))
+
+
+def test_first_run_builds_only_after_its_render(folder, monkeypatch):
+    """A first run's background builder takes the kernel's lock at once (a second run sees the
+    build under way, a benchmark waiting on the lock waits for it) but builds only once the render
+    is done: beside it, it would take one of the render's cores."""
+    from nanobrag_torch import simulator
+
+    monkeypatch.setenv("NANOBRAGG_BACKGROUND_BUILDS", "1")
+    monkeypatch.setattr(fused, "expected_build_seconds", lambda: 1e9)  # rendering eagerly is quicker
+    monkeypatch.setattr(fused, "_LOADED", {})  # not the kernel an earlier test loaded in this process
+    builders, seen = [], []
+    start = fused.Kernel.build_in_background
+    monkeypatch.setattr(fused.Kernel, "build_in_background", lambda self, **kw: builders.append(start(self, **kw))
+                        or builders[-1])
+    eager = simulator.Simulation._render_eager
+
+    def watched(self, *args):
+        # while rendering: the lock is held, the builder still waits (its spec not read yet)
+        seen.append((getattr(self, "_build_running", None), _kernel().busy(), _specs(folder),
+                     builders[0].poll() if builders else "none"))
+        return eager(self, *args)
+
+    monkeypatch.setattr(simulator.Simulation, "_render_eager", watched)
+    sim = nb.from_args(ARGS)
+    try:
+        with torch.no_grad():
+            image = sim.run()
+        during = [s for s in seen if s[3] != "none"]  # (before it: the phi = 0 first pixel and the probe)
+        assert len(builders) == 1 and during and sim.stats["compiled_kernel"] is False
+        assert all(s == (False, True, 1, None) for s in during), seen
+        # after the render the builder reads its spec and starts building
+        _wait(lambda: _specs(folder) == 0 or builders[0].poll() is not None, 120)
+        assert builders[0].poll() is None and _kernel().busy()
+    finally:
+        for builder in builders:
+            builder.kill()
+            builder.wait()
+    assert not _kernel().busy()
+    np.testing.assert_array_equal(image.float().numpy().reshape(-1), _eager())
+
+
+def _specs(folder):
+    return sum(name.endswith(".spec") for name in os.listdir(folder / "kernels"))

@@ -215,6 +215,8 @@ def lattice_sum(diffracted, incident, wavelengths, vectors, crystal, weights=Non
 
 
 TABLE_ROWS = 13
+# pixel x term evaluations per block of the eager lattice sum (its temporaries stay in cache)
+EAGER_BLOCK = 1 << 16
 
 
 def term_table(incident, wavelengths, vectors, weights=None):
@@ -242,11 +244,28 @@ def table_lattice_sum(diffracted, table, crystal):
     mosaic still) then fill every lane, where a vector over the terms would be mostly empty."""
     flat = diffracted.reshape(-1, 3)
     dx, dy, dz = flat[:, 0], flat[:, 1], flat[:, 2]
+
+    def terms(rows):
+        h, k, l = (rows[3 * v] * dx + rows[3 * v + 1] * dy + rows[3 * v + 2] * dz - rows[9 + v] for v in range(3))
+        f_latt = _lattice(crystal, h, k, l)
+        f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
+        return f_cell * f_cell * f_latt * f_latt * rows[12]
+
     rows = table[:, :, None]
-    h, k, l = (rows[3 * v] * dx + rows[3 * v + 1] * dy + rows[3 * v + 2] * dz - rows[9 + v] for v in range(3))
-    f_latt = _lattice(crystal, h, k, l)
-    f_cell = structure_factors(crystal, h, k, l, None, _NO_INTERPOLATION)
-    return (f_cell * f_cell * f_latt * f_latt * rows[12]).sum(0).reshape(diffracted.shape[:-1])
+    step = max(1, EAGER_BLOCK // max(1, flat.shape[0]))
+    if step >= table.shape[1] or _traced(flat):
+        values = terms(rows)
+    else:
+        # a few terms at a time, so that the dozens of elementwise passes over them stay in the
+        # core's cache (2x quicker than passes over a whole chunk); the one sum over the terms
+        # below is the same call on the same values, hence the same bits
+        values = torch.cat([terms(rows[:, j:j + step]) for j in range(0, table.shape[1], step)])
+    return values.sum(0).reshape(diffracted.shape[:-1])
+
+
+def _traced(x):
+    """Whether this code is being compiled or exported (one loop nest: no blocks there)."""
+    return torch.compiler.is_compiling() or not isinstance(x.shape[0], int)
 
 
 def _table_intensity(diffracted, table, crystal, bg):

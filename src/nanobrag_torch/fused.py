@@ -429,10 +429,11 @@ def being_built(path):
     return fd is None
 
 
-def _build_locked(path, build, wait=True):
+def _build_locked(path, build, wait=True, held=None):
     """Build `path` unless it exists, holding its lock: concurrent processes build it once (the
-    others wait, then load it). Returns False, building nothing, if busy and wait is False."""
-    fd = _lock(path, wait)
+    others wait, then load it). Returns False, building nothing, if busy and wait is False.
+    held: the lock's descriptor when the caller holds it already."""
+    fd = _lock(path, wait) if held is None else held
     if fd is None:
         return False
     try:
@@ -494,20 +495,33 @@ class Kernel:
     def busy(self):
         return self.aot and being_built(self.path)
 
+    # whether a render beside this kernel's build (another process's) shares the CPU with it
+    shares_cpu = False
+
     def _build(self):
         LOG.info("building a compiled kernel for this configuration (once; it is kept in %s)", cache_dir())
         _build(self.path, self.module, self.example(), self.dtype)
 
-    def build_in_background(self):
-        """Start a detached, low-priority process that builds this kernel for later runs."""
+    def build_in_background(self, after_render=False):
+        """Start a detached, low-priority process that builds this kernel for later runs.
+
+        after_render: it takes the kernel's lock at once (other runs see the build under way) but
+        starts building only once this process calls start_deferred_builds() or ends: a build
+        beside the render that waits for it would take one of its cores."""
         _check_compiler()
         os.makedirs(cache_dir(), exist_ok=True)
         fd, spec = tempfile.mkstemp(prefix=self.key + ".build.", suffix=".spec", dir=cache_dir())
         os.close(fd)
         torch.save(dict(module=self.module, inputs=self.example(), dtype=self.dtype, path=self.path), spec)
-        code = "import sys; from nanobrag_torch.fused import build_from_spec; build_from_spec(sys.argv[1])"
-        return subprocess.Popen([sys.executable, "-c", code, spec], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        builder = subprocess.Popen([sys.executable, "-c", _BUILDER, spec, self.path[:-4] + ".lock"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        _await_lock(builder)
+        if after_render:
+            _DEFERRED.append(builder)
+        else:
+            start_deferred_builds([builder])
+        return builder
 
     def load(self):
         """The kernel function, building it here first if needed (or waiting for another builder)."""
@@ -563,9 +577,10 @@ def kernel_for_run(kernel, work, eager_seconds_per_term):
     if kernel.busy():
         LOG.info("another process is building the compiled kernel for this configuration; rendering with the "
                  "eager engine meanwhile (about %.0f s)", eager_s)
+        kernel.shares_cpu = True
     else:
-        kernel.build_in_background()
-        LOG.info("rendering with the eager engine (about %.0f s) while a compiled kernel for this configuration "
+        kernel.build_in_background(after_render=True)
+        LOG.info("rendering with the eager engine (about %.0f s); then a compiled kernel for this configuration "
                  "is built in the background for later runs (kept in %s)", eager_s, cache_dir())
     return None
 
@@ -583,16 +598,70 @@ def family_for_run(detector, crystal, flags, weight_factor, one_term):
         return kernel
     if background_builds_allowed() and not kernel.busy():
         try:
-            kernel.build_in_background()
+            kernel.build_in_background(after_render=True)
         except NoCompiler:
             return general
-        LOG.info("rendering with the general compiled kernel while one for a single term per pixel is built "
+        LOG.info("rendering with the general compiled kernel; then one for a single term per pixel is built "
                  "in the background for later runs (kept in %s)", cache_dir())
     return general
 
 
-def build_from_spec(spec):
-    """The background builder's entry point (see Kernel.build_in_background)."""
+# The background builder: it takes the kernel's lock (or leaves if another process holds it), says
+# so on stdout, waits for a byte or the end of stdin from its starter (render done, or the
+# process ended), then
+# builds. All before importing torch, so that it costs the render nothing while it waits.
+_BUILDER = """
+import os, sys
+try:
+    import fcntl
+except ImportError:
+    fcntl = None
+fd = None
+if fcntl is not None:
+    fd = os.open(sys.argv[2], os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.unlink(sys.argv[1])
+        sys.exit(0)
+try:
+    os.write(1, b"locked")  # one write: its starter stops reading at the first byte
+except OSError:
+    pass
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+sys.stdin.buffer.read(1)
+from nanobrag_torch.fused import build_from_spec
+build_from_spec(sys.argv[1], fd)
+"""
+_DEFERRED = []  # builders waiting for this process's render to end (see build_in_background)
+
+
+def _await_lock(builder, seconds=30.0):
+    """Wait until `builder` holds the kernel's lock (or has left): from then on other runs see the
+    build under way, and a benchmark waiting on the lock waits for the build."""
+    import select
+
+    try:
+        select.select([builder.stdout], [], [], seconds)
+    except (OSError, ValueError):  # no select on pipes (Windows): no lock to wait for either
+        pass
+    builder.stdout.close()
+
+
+def start_deferred_builds(builders=_DEFERRED):
+    """Let the background builds that wait for this process's render start (see build_in_background)."""
+    while builders:
+        builder = builders.pop()
+        try:  # a byte, not only the end of the pipe: a forked child may hold a copy of its end
+            builder.stdin.write(b"go")
+            builder.stdin.close()
+        except OSError:  # the builder has left (another process held the lock)
+            pass
+
+
+def build_from_spec(spec, held=None):
+    """The background builder's entry point (see Kernel.build_in_background); held: the lock's
+    descriptor, taken by the builder before it waited."""
     try:
         os.nice(10)
     except OSError:
@@ -600,7 +669,7 @@ def build_from_spec(spec):
     saved = torch.load(spec, weights_only=False)
     os.unlink(spec)
     _build_locked(saved["path"], lambda: _build(saved["path"], saved["module"], saved["inputs"], saved["dtype"]),
-                  wait=False)
+                  wait=False, held=held)
 
 
 def pixel_kernel(detector, crystal, flags, weight_factor, aot=None, one_term=False):

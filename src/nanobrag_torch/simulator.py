@@ -7,7 +7,9 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +64,14 @@ def _pad(index, size):
     if index.numel() == size:
         return index
     return torch.cat((index, index[-1:].expand(size - index.numel())))
+
+
+def _after_render():
+    """Background kernel builds that waited for this render may start now (see
+    fused.Kernel.build_in_background: beside the render they would take one of its cores)."""
+    fused = sys.modules.get(__package__ + ".fused")
+    if fused is not None:
+        fused.start_deferred_builds()
 
 
 def _torch_threads(count):
@@ -278,7 +288,10 @@ class Simulation(torch.nn.Module):
         With diagnostics=True also returns the engine's per-chunk intermediate quantities."""
         inputs = inputs or self.inputs()
         state = state or self.new_state(inputs)
-        values, diags, _ = self._render(slow, fast, state, inputs, diagnostics)
+        try:
+            values, diags, _ = self._render(slow, fast, state, inputs, diagnostics)
+        finally:
+            _after_render()
         return (values, diags) if diagnostics else values
 
     def _render(self, slow, fast, state, inputs, diagnostics, total=None):
@@ -309,11 +322,7 @@ class Simulation(torch.nn.Module):
                 if value is None and self._compile_ok(state):
                     value, omega = self._render_fused(s, f, inputs, state, total or slow.numel())
                 if value is None:
-                    # a kernel build running beside this render takes a core: an OpenMP team sharing
-                    # it waits at every barrier (a cold 3072^2 still: 20 s on two threads, ~4 s on one)
-                    spare = getattr(self, "_build_running", False)
-                    with _torch_threads(max(1, torch.get_num_threads() - 1) if spare else None):
-                        value, omega = self._render_eager(s, f, inputs, state)
+                    value, omega = self._render_eager(s, f, inputs, state)
             out.append(value)
             omegas.append(omega)
         if omegas:
@@ -325,14 +334,34 @@ class Simulation(torch.nn.Module):
         """(values, omega shares) from the eager engine, in chunks of its own (smaller) size."""
         geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         step = self.chunk_size()
-        values, omegas = [], []
-        for start in range(0, slow.numel(), step):
+
+        def chunk(start):
             value, small = engine_render_pixels(slow[start:start + step], fast[start:start + step], geo,
                                                 self.detector, incident, wl, wf, rot, self.crystal, self.flags,
                                                 state)
-            values.append(value)
-            omegas.append(small["omega_pixel"].detach())
-        return torch.cat(values), torch.cat(omegas)
+            return value, small["omega_pixel"].detach()
+
+        starts = range(0, slow.numel(), step)
+        threads = torch.get_num_threads()
+        # a kernel build running beside this render (another process's) takes a core
+        threads = max(1, threads - 1) if getattr(self, "_build_running", False) else threads
+        if len(starts) > 1 and threads > 1 and self._chunks_independent(state):
+            # one chunk per thread, each on one torch thread: the engine's hundred small operations
+            # per block would each end at a barrier of the OpenMP team, where a busy machine keeps
+            # both threads waiting for the one it has descheduled (W2 cold: 51 s instead of 12).
+            # The same chunks with the same operations: the same numbers
+            with _torch_threads(1), ThreadPoolExecutor(min(threads, len(starts))) as pool:
+                pieces = list(pool.map(chunk, starts))
+        else:
+            with _torch_threads(threads if threads != torch.get_num_threads() else None):
+                pieces = [chunk(start) for start in starts]
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+    def _chunks_independent(self, state):
+        """Whether eager chunks may render in any order: no run-long state (interpolation switch-off,
+        phi = 0 first term), nothing to differentiate, on the CPU."""
+        return (not state.enabled and not state.phi_first_pending and not torch.is_grad_enabled()
+                and torch.device(self.detector.device).type == "cpu")
 
     def _render_factors(self, slow, fast, inputs):
         """(values, omega shares) from the factor cache's per-pixel factors, compiled when this run
@@ -388,7 +417,7 @@ class Simulation(torch.nn.Module):
         cached = getattr(self, "_fused_cache", None)
         if cached is not None and cached[0] is inputs:
             return cached[1]
-        from .fused import background_builds_allowed, family_for_run, kernel_for_run, kernel_inputs
+        from .fused import family_for_run, kernel_for_run, kernel_inputs
 
         geo, incident, wl, wf, rot = inputs.geo, inputs.incident, inputs.wavelengths, inputs.weight_factor, inputs.rot
         kernel = family_for_run(self.detector, self.crystal, self.flags, wf, self.terms_per_pixel() == 1)
@@ -397,8 +426,8 @@ class Simulation(torch.nn.Module):
         else:
             run = kernel_for_run(kernel, total * self.terms_per_pixel(),
                                  lambda: self._eager_seconds_per_term(slow, fast, inputs, state))
-            # None here: this run renders eagerly while a build (this run's or another's) goes on
-            self._build_running = run is None and kernel.aot and background_builds_allowed()
+            # None here: this run renders eagerly; another process's build may be running beside it
+            self._build_running = run is None and kernel.shares_cpu
         if run is not None:
             index = torch.zeros(1, dtype=torch.long, device=self.detector.device)
             rest = kernel_inputs(index, index, geo, self.detector, incident, wl, wf, rot, self.crystal,
@@ -416,10 +445,14 @@ class Simulation(torch.nn.Module):
 
         count = max(1, min(slow.numel(), PROBE_WORK // self.terms_per_pixel()))
         threads = torch.get_num_threads()
+        cpu = math.inf
         with _torch_threads(1):
-            start = cpu_seconds()
-            self._render_eager(slow[:count], fast[:count], inputs, state)
-            cpu = cpu_seconds() - start
+            # the best of a few: a first call of each operation (and its first use of fresh memory)
+            # costs more than the probe itself (it doubled or tripled the estimate)
+            for _ in range(3):
+                start = cpu_seconds()
+                self._render_eager(slow[:count], fast[:count], inputs, state)
+                cpu = min(cpu, cpu_seconds() - start)
         return cpu / max(1, threads) / (count * self.terms_per_pixel())
 
     def _compile_ok(self, state, pending_ok=False):
@@ -460,6 +493,12 @@ class Simulation(torch.nn.Module):
 
     def run(self, progress=None):
         """Whole image (spixels, fpixels); pixels outside the ROI or masked stay 0."""
+        try:
+            return self._run(progress)
+        finally:
+            _after_render()
+
+    def _run(self, progress):
         d = self.detector
         dev = d.device
         rows, cols = self.rendered_ranges()

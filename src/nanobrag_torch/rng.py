@@ -255,15 +255,18 @@ def _scaled_mean(x, flicker, calibration, sd, csd, tab, ps):
 def _poisson_run(xm, starts, stops, sd, csd, tab, ps, setup, lgam, flicker, calibration, out, total):
     """Poisson deviates out[i] of the means xm[i] for i in each [starts[r], stops[r]), in that
     order, drawn as the C's loops draw them; returns `total` plus them, added one by one.  With
-    flicker or calibration each mean is first scaled (_scaled_mean) and its statics computed here
-    (kept in locals, new means only, as poidev); otherwise they come from _poisson_setup."""
+    flicker or calibration each mean is first scaled (_scaled_mean).  The statics come from
+    _poisson_setup (setup rows per mean), or without those (and when scaled) are computed here
+    (kept in locals, new means only, as poidev)."""
     scaled = flicker > 0.0 or calibration > 0.0
+    inline = scaled or setup.shape[0] == 0
     last, sq, alxm, g = -1.0, 0.0, 0.0, 0.0
     for r in range(starts.shape[0]):
         for i in range(starts[r], stops[r]):
             x = _F64(xm[i])
             if scaled:
                 x = _scaled_mean(x, flicker, calibration, sd, csd, tab, ps)
+            if inline:
                 if x != last and not x > 1.0e6:
                     last = x
                     sq, alxm, g = _poisson_statics(x)
@@ -345,13 +348,15 @@ def _lgamma_table(means):
     return np.full(int(min(1.25 * top + 10.0 * math.sqrt(2.0 * max(top, 0.0)) + 64.0, 1 << 21)), np.nan)
 
 
-def prepare_draws(means, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
-    """(draw, out): poisson_counts' parallel preparation now; then draw(starts, stops) draws the
-    deviates of those index ranges into the flat float64 `out`, in order, and returns the running
-    sum of every deviate drawn so far (calls continue one stream and one sum: call them in order,
-    from any one thread at a time; they launch no parallel kernel and release the GIL)."""
+def prepare_draws(means, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0, parallel=True):
+    """(draw, out): poisson_counts' parallel preparation now (parallel=False: none, the draws
+    compute each mean's statics, for a worker that has time to spare); then draw(starts, stops)
+    draws the deviates of those index ranges into the flat float64 `out`, in order, and returns
+    the running sum of every deviate drawn so far (calls continue one stream and one sum: call
+    them in order, from any one thread at a time; they launch no parallel kernel and release
+    the GIL)."""
     means = np.ascontiguousarray(means, dtype=np.float32).ravel()
-    scaled = flicker > 0.0 or calibration > 0.0
+    scaled = flicker > 0.0 or calibration > 0.0 or not parallel
     setup = np.zeros((0 if scaled else means.size, 3))
     if not scaled:
         _impl("_poisson_setup")(means, setup)
@@ -369,10 +374,10 @@ def prepare_draws(means, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
     return draw, out
 
 
-def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0):
+def poisson_draws(means, starts, stops, sd, tab, ps, csd=None, flicker=0.0, calibration=0.0, parallel=True):
     """poisson_counts in two steps: the parallel preparation now, the sequential draws when the
     returned function is called (as prepare_draws' draw)."""
-    draw, out = prepare_draws(means, sd, tab, ps, csd, flicker, calibration)
+    draw, out = prepare_draws(means, sd, tab, ps, csd, flicker, calibration, parallel)
     return lambda: (out, draw(starts, stops))
 
 
@@ -470,7 +475,8 @@ class RowNoise:
         block = np.ascontiguousarray(block, dtype=np.float32)
         n, m = block.shape if block.ndim == 2 and block.shape[1] == self.x1 - self.x0 + 1 else (0, 0)
         starts = np.arange(n) * m
-        draw = poisson_draws(block, starts, starts + m, self.sd, self.tab, self.ps)  # prepared here
+        # the worker computes each mean's statics: it waits for the renderer's rows anyway
+        draw = poisson_draws(block, starts, starts + m, self.sd, self.tab, self.ps, parallel=False)
         self.pending.append((first_row, n, m, self.pool.submit(draw)))
 
     def result(self):

@@ -157,6 +157,8 @@ def test_psf_spread_while_drawing_is_the_c_loop(kind, radius, monkeypatch):
     assert np.array_equal(counts.astype(np.float32), _c_order_psf(raw, radii, dm.psf_kernel(kind, 1.3, size).numpy(),
                                                                    lost))
     assert noisy.dtype == np.uint16 and 0 <= overloads
+    here = dm.noisy_response(photons, model, -17, -5, worker=False)  # drawn in the calling thread
+    assert np.array_equal(here[0], counts) and np.array_equal(here[1], noisy) and here[2] == overloads
     wrong_guess = dm._following_psf(dm.NoiseDraws(photons, model, -17, -5), model, 1e-3)
     assert (wrong_guess is None) == (radius == 0)
 

@@ -14,6 +14,7 @@ from . import amorphous, detector_model
 from .cnum import atof, atoi
 from .errors import UsageError
 from .io.stol import read_stol
+from .scoped import scoped
 from .settings import Settings, roi_ranges
 
 BACKGROUND_OPTIONS = ("background", "background_thick", "background_density", "background_MW")
@@ -85,16 +86,22 @@ def add_background(v, sim, image32, say=None):
     return (image32.astype(np.float32) + bg).astype(np.float32)
 
 
-def noise_function(v):
+def noise_function(v, spare_thread=False):
     """None (nanoBragg's Poisson noise), or image32 -> (noise image, photons, overloads) by
-    noisify's model with the run's -seed and -calib_seed."""
+    noisify's model with the run's -seed and -calib_seed.  spare_thread: the caller is itself
+    the spare thread (datasets draw a frame's noise while the next renders): one thread, no
+    worker of its own, so as not to crowd the render."""
     model = getattr(v, "detector_model", None)
     if model is None:
         return None
 
     def noise(image32):  # only the noise image: no noiseless one to make
+        import numba
+
         photons = detector_model.photon_values(image32, detector_model.photon_scale()).numpy()
-        counts, noisy, overloads = detector_model.noisy_response(photons, model, v.seed, v.calib_seed)
+        with scoped(numba.get_num_threads, numba.set_num_threads, 1 if spare_thread else None):
+            counts, noisy, overloads = detector_model.noisy_response(photons, model, v.seed, v.calib_seed,
+                                                                     worker=not spare_thread)
         return noisy, float(counts.sum()), overloads
     return noise
 

@@ -7,7 +7,7 @@ applies the whole model to one float image (photons/pixel) and is what nanoBragg
 options and datasets call per frame.
 """
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -332,6 +332,18 @@ def noiseless_response(image, model, scale=1.0, noise=True, say=None):
     return base, _noiseless(base, model)
 
 
+class _Here:
+    """An executor that runs each task when it is submitted (ThreadPoolExecutor's interface)."""
+
+    def submit(self, fn, *args):
+        done = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def shutdown(self, wait=True):
+        pass
+
+
 class NoiseDraws:
     """One image's sequential draws (photon counts block of rows by block, then the read-out
     Gaussians) on a worker thread, started at once: the compiled loops release the GIL, so the
@@ -340,14 +352,15 @@ class NoiseDraws:
 
     BLOCK_ROWS = 32
 
-    def __init__(self, photons, model, seed, calib_seed=123456789):
+    def __init__(self, photons, model, seed, calib_seed=123456789, worker=True):
         photons = np.asarray(photons, dtype=np.float32)
         self.shape = photons.shape
         h = photons.shape[0] if photons.ndim == 2 else 1
         w = photons.size // h if h else 0
         streams = rng.SharedStreams(seed, calib_seed)
         draw, self._flat = streams.prepare(photons, model.flicker, model.calibration)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="noise")
+        # worker=False: drawn here and now (a caller that is itself a spare thread: datasets)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="noise") if worker else _Here()
         blocks = [(r, min(h, r + self.BLOCK_ROWS)) for r in range(0, h, self.BLOCK_ROWS)]
         self._blocks = [(start, stop, pool.submit(draw, [start * w], [stop * w])) for start, stop in blocks]
         # the Gaussians continue the same stream: same worker, after the counts
@@ -422,12 +435,13 @@ def _following_psf(draws, model, hint):
     return out, lost, top, radius
 
 
-def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None, draws=None):
+def noisy_response(photons, model, seed, calib_seed=123456789, say=None, psf_label=None, draws=None, worker=True):
     """Shot noise (after flicker and calibration error), PSF, gain, offset and read-out noise on
     photons/pixel (float64 numpy of float32 values): (counts after the PSF, ADU image, overloads).
-    `draws`: NoiseDraws already started for these photons and seeds."""
+    `draws`: NoiseDraws already started for these photons and seeds (else started here, on a
+    worker thread unless worker=False)."""
     say = say or (lambda text: None)
-    draws = draws or NoiseDraws(photons, model, seed, calib_seed)
+    draws = draws or NoiseDraws(photons, model, seed, calib_seed, worker)
     followed = None
     if model.has_psf and photons.size:
         followed = _following_psf(draws, model, float(np.max(photons)))

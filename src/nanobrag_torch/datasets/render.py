@@ -117,7 +117,8 @@ class Renderer:
         v, photons = rendered.settings, rendered.photons
         counts, overloads = None, 0
         if v.calculate_noise:
-            model = background_noise.noise_function(v)  # -psf, -readout_noise ...: noisify's detector model
+            # -psf, -readout_noise ...: noisify's detector model, on this (spare) thread alone
+            model = background_noise.noise_function(v, spare_thread=True)
             if model is not None:
                 counts, _, overloads = model(photons)
             else:

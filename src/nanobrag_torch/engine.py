@@ -252,8 +252,9 @@ def table_lattice_sum(diffracted, table, crystal):
         return f_cell * f_cell * f_latt * f_latt * rows[12]
 
     rows = table[:, :, None]
-    step = max(1, EAGER_BLOCK // max(1, flat.shape[0]))
-    if step >= table.shape[1] or _traced(flat):
+    # sizes are looked at only when not traced: a test on a symbolic size would fix its value
+    step = None if _traced(flat) else max(1, EAGER_BLOCK // max(1, flat.shape[0]))
+    if step is None or step >= table.shape[1]:
         values = terms(rows)
     else:
         # a few terms at a time, so that the dozens of elementwise passes over them stay in the

@@ -47,3 +47,18 @@ def test_blocks_and_threads_give_the_same_numbers(tmp_path, monkeypatch):
     names = {name for name, _ in seen[32:]}
     assert len(names) == 2 and "MainThread" not in names  # two workers, one torch thread each
     assert {threads for _, threads in seen} == {1}
+
+
+def test_renders_off_the_main_thread_keep_torch_threads(tmp_path, monkeypatch):
+    """torch's thread count is process-wide: a render on another thread (a Dask worker's) does not
+    switch it to one for chunk threads of its own, which concurrent renders would undo."""
+    sim = _sim(tmp_path)
+    render, seen = simulator.engine_render_pixels, []
+    monkeypatch.setattr(simulator, "engine_render_pixels",
+                        lambda *a: seen.append((threading.current_thread().name, torch.get_num_threads()))
+                        or render(*a))
+    with simulator._torch_threads(2):
+        worker = threading.Thread(target=_eager, args=(sim,), name="worker")
+        worker.start()
+        worker.join()
+    assert len(seen) == 32 and set(seen) == {("worker", 2)}

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -345,7 +346,7 @@ class Simulation(torch.nn.Module):
         threads = torch.get_num_threads()
         # a kernel build running beside this render (another process's) takes a core
         threads = max(1, threads - 1) if getattr(self, "_build_running", False) else threads
-        if len(starts) > 1 and threads > 1 and self._chunks_independent(state):
+        if len(starts) > 1 and threads > 1 and self._chunks_on_threads(state):
             # one chunk per thread, each on one torch thread: the engine's hundred small operations
             # per block would each end at a barrier of the OpenMP team, where a busy machine keeps
             # both threads waiting for the one it has descheduled (W2 cold: 51 s instead of 12).
@@ -357,11 +358,14 @@ class Simulation(torch.nn.Module):
                 pieces = [chunk(start) for start in starts]
         return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
-    def _chunks_independent(self, state):
-        """Whether eager chunks may render in any order: no run-long state (interpolation switch-off,
-        phi = 0 first term), nothing to differentiate, on the CPU."""
+    def _chunks_on_threads(self, state):
+        """Whether eager chunks may render on threads of their own, in any order: no run-long state
+        (interpolation switch-off, phi = 0 first term), nothing to differentiate, on the CPU."""
         return (not state.enabled and not state.phi_first_pending and not torch.is_grad_enabled()
-                and torch.device(self.detector.device).type == "cpu")
+                and torch.device(self.detector.device).type == "cpu"
+                # torch's thread count is process-wide: renders on other threads (a Dask worker's)
+                # keep it as it is, or concurrent ones would change it under one another
+                and threading.current_thread() is threading.main_thread())
 
     def _render_factors(self, slow, fast, inputs):
         """(values, omega shares) from the factor cache's per-pixel factors, compiled when this run

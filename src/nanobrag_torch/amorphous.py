@@ -192,9 +192,10 @@ def render_background(detector, sources, intensities, wavelengths, sample, fluen
         if progress is not None:
             progress(min(r0 + rows_per_chunk, rows.numel()) / max(1, rows.numel()))
     if pieces:
-        block = torch.cat(pieces, 0)
-        image = torch.nn.functional.pad(block, (int(cols[0]), detector.fpixels - 1 - int(cols[-1]),
-                                                int(rows[0]), detector.spixels - 1 - int(rows[-1])))
+        block = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 0)
+        margins = (int(cols[0]), detector.fpixels - 1 - int(cols[-1]),
+                   int(rows[0]), detector.spixels - 1 - int(rows[-1]))
+        image = torch.nn.functional.pad(block, margins) if any(margins) else block  # a whole image: no copy
     return image, omega_sum
 
 
@@ -236,18 +237,19 @@ def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, no
     dtype = torch.empty(0, dtype=detector.dtype).numpy().dtype
     factor = dtype.type(scale.item())  # the scale in the image's precision, as the torch path multiplies
     step = len(rows) if on_rows is None else max(1, COMPILED_BLOCK // max(1, len(cols)))
-    blocks, omega_sum, r0 = [], 0.0, 0
+    image, omega_sum, r0 = np.empty((len(rows), len(cols)), dtype=dtype), 0.0, 0
     while r0 < len(rows):
         # blocks shrink towards the end: the consumer's work on the last one is all that is left after it
         size = step if on_rows is None else max(min(step, (len(rows) - r0) // 2), -(-step // 8))
         out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar,
                                              float(kahn), rows[r0:r0 + size], cols, on_rows is not None)
-        blocks.append(out.astype(dtype) * factor)
+        block = image[r0:r0 + size]
+        np.multiply(out.astype(dtype, copy=False), factor, out=block)  # scaled in place: no copies to join
         omega_sum += omega
         if on_rows is not None:
-            on_rows(int(rows[r0]), blocks[-1])
+            on_rows(int(rows[r0]), block)
         r0 += size
-    return [torch.as_tensor(np.concatenate(blocks), device=detector.device)], omega_sum
+    return [torch.as_tensor(image, device=detector.device)], omega_sum
 
 
 def _unit_rows(v):

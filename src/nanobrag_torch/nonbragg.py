@@ -353,8 +353,8 @@ def simulate(v: NonBraggSettings, say, progress=None, on_rows=None) -> tuple:
 def _c_rmsd(image32, rendered, mean):
     """nonBragg.c's rmsd (it sets the PGM scale): its loop reads each pixel's right-hand neighbour
     (the last one reads the zero past the end)."""
-    shifted = np.append(image32.ravel()[1:].astype(np.float64), 0.0).reshape(image32.shape)
-    dev = shifted[rendered] - mean
+    shifted = np.append(image32.ravel()[1:].astype(np.float64), 0.0)
+    dev = (shifted if rendered.all() else shifted[rendered.ravel()]) - mean  # a whole image needs no mask
     n = max(dev.size, 2)
     return math.sqrt(float((dev * dev).sum()) / (n - 1))
 

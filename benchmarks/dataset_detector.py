@@ -2,18 +2,20 @@
 """What -background and noisify's detector model add to each frame of a dataset, against C's
 per-frame pipeline (nanoBragg.c, nonBragg.c and noisify.c).
 
-    dataset_detector.py [--frames 10,30] [--repeats 2]
+    dataset_detector.py [--repeats 5]
 
-Ours: W1's crystal as a rotation series (-phi 0 -osc 0.1 -seed 1, SMV frames), each frame count
-run with and without `-background water.stol -background_thick 0.00000001 -psf gauss -psf_fwhm 150
--readout_noise 2` (default -calibration 0.03); the CPU seconds added per frame are the slope
-between the two frame counts, so start-up, set-up, the background render (once per series) and
-first compiles cancel out (the plain series draws nanoBragg's Poisson noise per frame, which the
-detector model replaces). C (with $NB_C_BIN, $NB_NONBRAGG_BIN, $NB_NOISIFY_BIN): the same frame as
-C makes it: its float image from nanoBragg.c (-nonoise: noisify makes the noise), the water
-background of the same geometry from nonBragg.c, noisify.c on their summed float images. CPU
-seconds are user + system of the child processes (all threads). Prints one JSON record; the
-medians over --repeats are the figures.
+Ours, in one process, as a series makes each frame (datasets/render.py): W1's frame (-phi 0 -osc
+0.1 -seed 1) and the water background (`-background water.stol -background_thick 0.00000001`, made
+once per series) rendered once; then, timed, a frame's noise without the options (nanoBragg's
+Poisson noise image) and with them (the background added, then noisify's model: -psf gauss
+-psf_fwhm 150 -readout_noise 2, default -calibration 0.03) on the series' noise thread alone, as
+Renderer.finish draws it. The render is the same either way, so the difference is what the
+options add. CPU seconds of the whole process (the plain noise draws on a worker thread); the
+figure excludes contention with the next frame's render, which runs beside it in a series.
+C (with $NB_C_BIN, $NB_NONBRAGG_BIN, $NB_NOISIFY_BIN): the same frame as C makes it: its float image
+from nanoBragg.c (-nonoise: noisify makes the noise), the water background of the same geometry
+from nonBragg.c, noisify.c on their summed float images; CPU s (user + system) of each. Prints
+one JSON record; the medians over --repeats are the figures.
 """
 import argparse
 import json
@@ -46,10 +48,39 @@ def _timed(cmd, cwd):
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def ours(work, frames, with_options):
-    cmd = [sys.executable, "-m", "nanobrag_torch", *W1.split(), "-phi", "0", "-osc", "0.1", "-seed", "1",
-           "-frames", str(frames), "-smv", "frame", "-overwrite", "-noprogress"]
-    return _timed(cmd + (OPTIONS.split() if with_options else []), work)
+def _cpu(fn):
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def ours(work, repeats):
+    """CPU s of a frame's noise without and with the options, `repeats` times each, alternating."""
+    import torch
+
+    from nanobrag_torch import background_noise, rng
+    from nanobrag_torch.cli import load_settings
+    from nanobrag_torch.setup import build
+
+    os.chdir(work)
+    v = load_settings(W1.split() + "-phi 0 -osc 0.1 -seed 1".split() + OPTIONS.split(), lambda text: None)
+    sim = build(v, write_fdump=False)
+    v = sim.settings
+    with torch.no_grad():
+        image32 = sim.run().detach().to("cpu", torch.float32).numpy()
+        background = background_noise.background_image(v, sim).to("cpu", torch.float32).numpy()
+    noise = background_noise.noise_function(v, spare_thread=True)
+
+    def plain():
+        rng.noise_image(image32, v.seed, v.adc_offset, tuple(v.roi), table=v.rng_table.copy())
+
+    def with_options():
+        noise((image32.astype(np.float32) + background).astype(np.float32))
+
+    plain(), with_options()  # warm: compiled loops loaded
+    runs = [(_cpu(plain), _cpu(with_options)) for _ in range(repeats)]
+    return {"plain_cpu_s": [p for p, _ in runs], "with_options_cpu_s": [w for _, w in runs],
+            "background_photons_mean": float(background.mean())}
 
 
 def c_frame(work):
@@ -65,32 +96,25 @@ def c_frame(work):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--frames", default="10,30", help="two frame counts (default 10,30)")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
-    low, high = (int(n) for n in a.frames.split(","))
     work = Path(tempfile.mkdtemp(prefix="nb-dataset-detector-"))
+    here = os.getcwd()
     try:
         shutil.copy(Path(os.environ.get("NB_GOLDEN_AUX_DIR", HERE.parent.parent / "shared/golden_aux"))
                     / "fixtures/water.stol", work)
-        added, c_cpu, load = [], [], [os.getloadavg()[0]]
-        for _ in range(a.repeats):
-            runs = {(n, w): ours(work, n, w) for n in (low, high) for w in (False, True)}
-            slope = [(runs[high, w][1] - runs[low, w][1]) / (high - low) for w in (False, True)]
-            added.append({"plain_cpu_per_frame": slope[0], "with_cpu_per_frame": slope[1],
-                          "added_cpu_per_frame": slope[1] - slope[0],
-                          "runs": {f"{n}{'+options' if w else ''}": r for (n, w), r in runs.items()}})
-            if all(k in os.environ for k in ("NB_C_BIN", "NB_NONBRAGG_BIN", "NB_NOISIFY_BIN")):
-                c_cpu.append(c_frame(work))
-            load.append(os.getloadavg()[0])
-        record = {"load_1min": load, "ours": added,
-                  "added_cpu_per_frame_median": statistics.median(r["added_cpu_per_frame"] for r in added)}
-        if c_cpu:
-            per_frame = statistics.median(sum(cpu for _, cpu in runs) for runs in c_cpu)
-            record.update(c_runs=c_cpu, c_cpu_per_frame_median=per_frame,
-                          ratio=record["added_cpu_per_frame_median"] / per_frame)
+        load = [os.getloadavg()[0]]
+        record = ours(work, a.repeats)
+        plain, with_options = (statistics.median(record[k]) for k in ("plain_cpu_s", "with_options_cpu_s"))
+        record.update(added_cpu_per_frame=with_options - plain, load_1min=load)
+        if all(k in os.environ for k in ("NB_C_BIN", "NB_NONBRAGG_BIN", "NB_NOISIFY_BIN")):
+            c_runs = [c_frame(work) for _ in range(max(1, min(a.repeats, 3)))]
+            per_frame = statistics.median(sum(cpu for _, cpu in runs) for runs in c_runs)
+            record.update(c_runs=c_runs, c_cpu_per_frame=per_frame, ratio=(with_options - plain) / per_frame)
+        load.append(os.getloadavg()[0])
         print(json.dumps(record))
     finally:
+        os.chdir(here)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -241,8 +241,9 @@ def _render_compiled(detector, geo, incident, wl, weights, table, axis, kahn, no
     while r0 < len(rows):
         # blocks shrink towards the end: the consumer's work on the last one is all that is left after it
         size = step if on_rows is None else max(min(step, (len(rows) - r0) // 2), -(-step // 8))
+        # the consumer has nothing to do before the first block: that one gets every thread
         out, omega = amorphous_kernel.render(*prepared, detector.oversample, detector.point_pixel, nopolar,
-                                             float(kahn), rows[r0:r0 + size], cols, on_rows is not None)
+                                             float(kahn), rows[r0:r0 + size], cols, on_rows is not None and r0 > 0)
         block = image[r0:r0 + size]
         np.multiply(out.astype(dtype, copy=False), factor, out=block)  # scaled in place: no copies to join
         omega_sum += omega

@@ -110,3 +110,23 @@ def test_compiled_loop_equals_the_torch_path():
     slow, om_slow = amorphous.render_background(*args[:-1], fluence, **kw)
     assert torch.allclose(fast, slow.detach(), rtol=1e-12, atol=0) and fast[:, 0].abs().sum() == 0
     assert abs(om_fast - float(om_slow)) <= 1e-12 * om_fast
+
+
+@pytest.mark.parametrize("extra", [["-oversample", "3", "-point_pixel"],
+                                   "-polar 0.5 -divergence 0.4 -divsteps 3 -roi 2 40 3 30".split()])
+def test_row_vectorized_loop_is_the_per_pixel_loop_bit_for_bit(tmp_path, monkeypatch, extra):
+    """For an ascending table the render runs along each row (vectorized square roots and
+    divisions): the same float image, byte for byte, as one pixel at a time."""
+    from nanobrag_torch import amorphous_kernel
+
+    x = np.linspace(0.0, 0.6, 300)
+    np.savetxt(tmp_path / "t.stol", np.stack([x, 2.5 + np.sin(7 * x)], 1))
+    monkeypatch.chdir(tmp_path)
+    args = ["-stol", "t.stol", "-lambda", "1", "-distance", "60", "-detpixels", "48", "-thick", "0.01", "-nonoise",
+            "-nopgm", "-noprogress", "-floatfile", "f.bin"] + extra
+    real, images = amorphous_kernel.compiled, []
+    for rows in (False, True):
+        monkeypatch.setattr(amorphous_kernel, "compiled", lambda sorted_table=False, r=rows: real(r and sorted_table))
+        assert nonbragg.main(args) == 0
+        images.append((tmp_path / "f.bin").read_bytes())
+    assert images[0] == images[1] and len(images[0]) == 48 * 48 * 4

@@ -133,3 +133,22 @@ def test_counts_written_as_whole_floats_are_read_as_atoi_does(work):
     run(BASE + ["-stills", "2.0", "-frame", "1.0", "-nonoise", "-floatfile", "a.bin"])
     run(BASE + ["-stills", "2", "-frame", "1", "-nonoise", "-floatfile", "b.bin"])
     assert (work / "a.bin").read_bytes() == (work / "b.bin").read_bytes()
+
+
+@pytest.mark.parametrize("shots, renders", [(False, 1), (True, 3)])
+def test_stills_share_the_background_while_detector_and_beam_stay(work, monkeypatch, shots, renders):
+    """A still's orientation leaves the amorphous background as it is: made once for the series,
+    again only for a shot with its own spectrum or fluence; every frame equals its single run."""
+    from nanobrag_torch import background_noise
+
+    x = np.linspace(0, 0.6, 40)
+    np.savetxt(work / "t.stol", np.stack([x, 2.5 + np.cos(9 * x)], 1))
+    extra = ["-background", "t.stol", "-background_thick", "0.05"] + (["-shots", "shots.toml"] if shots else [])
+    real, made = background_noise.background_image, []
+    monkeypatch.setattr(background_noise, "background_image", lambda *a, **k: made.append(1) or real(*a, **k))
+    run(BASE + extra + ["-stills", "3", "-smv", "bg"])
+    assert len(made) == renders
+    for k in (0, 2):
+        run(BASE + extra + ["-stills", "3", "-frame", str(k), "-noisefile", "k.img", "-nopgm", "-floatfile", "k.bin",
+                            "-intfile", "i.img"])
+        np.testing.assert_array_equal(read_smv(f"bg_{k + 1:05d}.img").data, read_smv("k.img").data)

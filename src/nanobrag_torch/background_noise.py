@@ -13,6 +13,7 @@ import torch
 from . import amorphous, detector_model
 from .cnum import atof, atoi
 from .errors import UsageError
+from .factor_cache import _equal, _frozen
 from .io.stol import read_stol
 from .scoped import scoped
 from .settings import Settings, roi_ranges
@@ -75,6 +76,21 @@ def background_image(v, sim, say=None):
     if getattr(v, "mask_image", None) is not None:
         image = image * torch.as_tensor(v.mask_image != 0, device=image.device)
     return image
+
+
+def background_key(v, sim) -> list:
+    """Everything background_image reads (detector, beam, sample layer, polarization, ROI, mask):
+    frames of a series with equal keys share one background image."""
+    d = sim.detector
+    fields = [getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "_cache"]
+    beam = [sim.beam.source_dirs, sim.beam.weights, sim.beam.wavelengths]
+    run = [v.background, v.beamsize, v.fluence, v.polarization, v.nopolar, tuple(v.polar_vector), tuple(v.roi),
+           getattr(v, "mask_image", None)]
+    return [_frozen(x) for x in fields + beam + run]
+
+
+def same_background(a, b) -> bool:
+    return a is not None and b is not None and _equal(a, b)
 
 
 def add_background(v, sim, image32, say=None):

@@ -127,13 +127,15 @@ class Renderer:
         return FrameResult(rendered.frame, photons, counts, v, overloads)
 
     def _with_background(self, v, sim, photons):
-        """-background: the amorphous background added as a single run adds it (made once per set-up)."""
+        """-background: the amorphous background added as a single run adds it, made again only
+        when what it depends on changes (a still's own spectrum or fluence; a rotation: never)."""
         if v.background is None:
             return photons
-        if self._background is None or self._background[0] is not sim:
+        key = background_noise.background_key(v, sim)
+        if self._background is None or not background_noise.same_background(self._background[0], key):
             with torch.no_grad():
                 image = background_noise.background_image(v, sim).to("cpu", torch.float32).numpy()
-            self._background = (sim, image)
+            self._background = (key, image)
         return (photons.astype(np.float32) + self._background[1]).astype(np.float32)
 
     def _rotation_frame(self, frame):

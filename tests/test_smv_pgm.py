@@ -165,3 +165,20 @@ def test_float_image_roundtrip(tmp_path):
     assert np.array_equal(floatimage.read_float_image(path, 4, 3), img)
     with pytest.raises(InputFileError):
         floatimage.read_float_image(path, 5, 3)
+
+
+def test_float_file_written_beside_the_integer_image_and_in_order_when_they_share_a_name(tmp_path, capsys):
+    """The float file goes to disk on a thread while the integer image is made; named like the
+    integer image it is written first and replaced by it, as nanoBragg.c's sequence leaves it."""
+    from conftest import cli_in
+
+    small = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "1", "-N", "2",
+             "-distance", "100", "-detpixels", "16", "-nonoise", "-nopgm", "-noprogress"]
+    status, _ = cli_in(tmp_path, small + ["-floatfile", "a.bin", "-intfile", "a.img"], capsys)
+    assert status == 0
+    floats = np.fromfile(tmp_path / "a.bin", dtype="<f4")
+    assert floats.size == 16 * 16 and floats.max() > 0
+    status, _ = cli_in(tmp_path, small + ["-floatfile", "same.img", "-intfile", "same.img"], capsys)
+    assert status == 0
+    assert (tmp_path / "same.img").read_bytes() == (tmp_path / "a.img").read_bytes()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]

@@ -1,6 +1,7 @@
 """Image statistics and output files, as nanoBragg reports and writes them."""
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -80,10 +81,24 @@ def write_all(v, image32, stats, say, header=None, noise=None, panel_fields=None
     Several panels (stacked along slow in image32): the float file holds them one after another;
     the SMV, PGM and noise images are one file per panel (name_p00.img, ...), each with its
     panel's header (`panel_fields`), the -roi box applying in every panel."""
+    say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
+    others = {v.intfile} | ({v.pgmfile} if v.write_pgm else set()) | ({v.noisefile} if v.calculate_noise else set())
+    if os.fspath(v.floatfile) in {os.fspath(name) for name in others}:
+        write_float_image(v.floatfile, image32)  # written again below: in order, as the C does
+        _write_rest(v, image32, stats, say, header, noise, panel_fields)
+        return
+    # the float file (the largest) is written on a thread while the integer images are made and
+    # written: the disk and the CPU work at once (a 3072^2 image: ~0.06 s of ~0.17 s)
+    with ThreadPoolExecutor(1) as pool:
+        written = pool.submit(write_float_image, v.floatfile, image32)
+        _write_rest(v, image32, stats, say, header, noise, panel_fields)
+        written.result()
+
+
+def _write_rest(v, image32, stats, say, header, noise, panel_fields):
+    """write_all after the float file."""
     roi = tuple(v.roi)
     count = getattr(v, "panel_count", 1)
-    say("writing %s as %d %d-byte floats" % (v.floatfile, image32.size, 4))
-    write_float_image(v.floatfile, image32)
     say("max_I = %g  at %g %g" % (stats["max_I"], stats["max_x"], stats["max_y"]))
     say("mean= %g rms= %g rmsd= %g" % (stats["mean"], stats["rms"], stats["rmsd"]))
     scale = v.intfile_scale

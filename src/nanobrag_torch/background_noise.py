@@ -13,7 +13,7 @@ import torch
 from . import amorphous, detector_model
 from .cnum import atof, atoi
 from .errors import UsageError
-from .factor_cache import _equal, _frozen
+from .factor_cache import frozen_values, same_values
 from .io.stol import read_stol
 from .scoped import scoped
 from .settings import Settings, roi_ranges
@@ -86,11 +86,11 @@ def background_key(v, sim) -> list:
     beam = [sim.beam.source_dirs, sim.beam.weights, sim.beam.wavelengths]
     run = [v.background, v.beamsize, v.fluence, v.polarization, v.nopolar, tuple(v.polar_vector), tuple(v.roi),
            getattr(v, "mask_image", None)]
-    return [_frozen(x) for x in fields + beam + run]
+    return [frozen_values(x) for x in fields + beam + run]
 
 
 def same_background(a, b) -> bool:
-    return a is not None and b is not None and _equal(a, b)
+    return a is not None and b is not None and same_values(a, b)
 
 
 def add_background(v, sim, image32, say=None):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import rng
+from .scoped import scoped
 
 FIBER_G_PER_FWHM = 0.652383013252053  # fiber PSF g = fwhm / (2 sqrt(2^(2/3) - 1))
 PHOTON_LOSS_FACTOR = 10.0  # the auto radius keeps what falls outside below sqrt(I)/10 photons
@@ -418,16 +419,13 @@ def _following_psf(draws, model, hint):
                         for g in [fwhm * FIBER_G_PER_FWHM] for r in range(radius + 1)])
     known = np.zeros(int(min(max(hint, 0.0) * 1.5 + 1000.0, 1 << 22)), dtype=np.int64)
     counts, radii, reach_min = draws._flat.reshape(h, w), np.empty((h, w), dtype=np.int64), np.empty(h, np.int64)
-    out, lost, done, threads = np.zeros((h, w), dtype=np.float32), 0.0, 0, numba.get_num_threads()
+    out, lost, done = np.zeros((h, w), dtype=np.float32), 0.0, 0
     for first, rows in draws.drawn_rows():
         lost = compiled_psf_rows()(counts, first, rows, fiber, fwhm, user, min(radius, max(h, w)), lost_of, known,
                                    radii, reach_min, lost)
         ready = h if rows == h else max(rows - radius, done)  # output row y reads rows up to y + radius
-        numba.set_num_threads(threads if rows == h else 1)
-        try:
+        with scoped(numba.get_num_threads, numba.set_num_threads, None if rows == h else 1):
             compiled_spread_c_order()(counts, radii, reach_min, taps, weights, out, done, ready)
-        finally:
-            numba.set_num_threads(threads)
         done = ready
     top = float(counts.max()) if counts.size else 0.0
     if user <= 0 and (not top > 0.0 or _kernel_radius(model.psf, top, fwhm, user, max(h, w)) != radius):

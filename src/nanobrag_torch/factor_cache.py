@@ -19,18 +19,18 @@ from .engine import factor_pixels, plain_factors, term_table
 FACTOR_BUDGET = 1 << 27
 
 
-def _equal(a, b):
+def same_values(a, b):
     if torch.is_tensor(a) or torch.is_tensor(b):
         return (torch.is_tensor(a) and torch.is_tensor(b) and a.shape == b.shape and a.dtype == b.dtype
                 and a.device == b.device and bool(torch.equal(a, b)))
     if isinstance(a, (tuple, list)):
-        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(_equal, a, b))
+        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(same_values, a, b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return type(a) is type(b) and a.shape == b.shape and bool(np.array_equal(a, b))
     return type(a) is type(b) and bool(a == b)
 
 
-def _frozen(x):
+def frozen_values(x):
     if isinstance(x, np.ndarray):
         return x.copy()
     return x.detach().clone() if torch.is_tensor(x) else x
@@ -43,7 +43,7 @@ def _signature(sim, inputs):
     fields = [getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "_cache"]
     geo = [inputs.geo[k] for k in sorted(inputs.geo)]
     f = sim.flags
-    return [_frozen(x) for x in fields + geo + [inputs.incident[0], f.kahn, f.nopolar, f.oversample_omega]]
+    return [frozen_values(x) for x in fields + geo + [inputs.incident[0], f.kahn, f.nopolar, f.oversample_omega]]
 
 
 class FactorCache:
@@ -70,7 +70,7 @@ class FactorCache:
     def factors(self, sim, inputs, slow, fast):
         """The chunk's factors (computed now if new), or None when they would exceed the budget."""
         signature = _signature(sim, inputs)
-        if self.signature is None or not _equal(signature, self.signature):
+        if self.signature is None or not same_values(signature, self.signature):
             self.entries, self.bytes, self.signature = {}, 0, signature
         n = slow.numel()
         key = (n, int(slow[0]), int(fast[0]), int(slow[-1]), int(fast[-1]))
